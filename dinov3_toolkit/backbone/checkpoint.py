@@ -1,0 +1,119 @@
+"""Reading, checking and writing backbone checkpoints.
+
+Reading never executes code from the file: safetensors files are plain
+tensors, and ``.pth`` files go through ``torch.load(weights_only=True)``, which
+refuses any pickled object other than tensors and plain containers. Loading is
+strict: every missing key, unexpected key or wrong shape is reported by name.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save_file as save_safetensors
+from torch import nn
+
+_SHOWN = 8  # how many offending keys an error message lists
+
+
+class CheckpointError(RuntimeError):
+    """A weights file that cannot be read or does not fit the model."""
+
+
+def _is_safetensors(path: Path) -> bool:
+    # 8-byte little-endian header length, then a JSON header starting with "{".
+    with path.open("rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors or ``.pth`` file into a flat ``{key: tensor}`` dict on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    if _is_safetensors(path):
+        try:
+            return load_safetensors(str(path), device="cpu")
+        except Exception as e:  # safetensors raises its own error types
+            raise CheckpointError(f"{path} is not a valid safetensors file: {e}") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load {path}: it contains pickled objects other than tensors "
+            f"(only weights are accepted, code in a checkpoint is never run): {e}"
+        ) from e
+    except Exception as e:  # torch.load fails in many ways on files that are not checkpoints
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {type(e).__name__}: {e}") from e
+    if not isinstance(obj, Mapping) or not _all_tensors(obj):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors (got {type(obj).__name__})")
+    return dict(obj)
+
+
+def _all_tensors(obj: Mapping) -> bool:
+    return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    return shown + (f", ... ({len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else "")
+
+
+def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> list[str]:
+    """Every way ``state_dict`` fails to fit ``model`` exactly, one line each (empty: it fits)."""
+    expected = model.state_dict()
+    problems = []
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_listing(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
+    wrong = [
+        f"{k} is {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if wrong:
+        problems.append(f"{len(wrong)} wrong shape(s): {_listing(wrong)}")
+    return problems
+
+
+def load_into(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, hint: str = "", assign: bool = False
+) -> None:
+    """Load strictly, or raise a ``CheckpointError`` naming every mismatch.
+
+    ``assign`` replaces the model's tensors instead of copying into them (for models built on ``meta``).
+    """
+    problems = check_state_dict(state_dict, model)
+    if problems:
+        lines = "\n  ".join(problems)
+        raise CheckpointError(f"{source} does not fit the model:\n  {lines}" + (f"\n{hint}" if hint else ""))
+    model.load_state_dict(state_dict, strict=True, assign=assign)
+
+
+def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Write a state dict; ``.safetensors`` by extension, else a plain tensor ``.pth``."""
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    if path.suffix == ".safetensors":
+        save_safetensors(_untie(tensors), str(path))
+    else:
+        torch.save(tensors, path)
+
+
+def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses tensors that share memory (ConvNeXt's norm / norms.3 alias).
+    seen: set[int] = set()
+    out = {}
+    for k, v in tensors.items():
+        ptr = v.data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out

@@ -1,0 +1,89 @@
+"""Finding a backbone's weights file on disk.
+
+DINOv3 weights cannot be redistributed, so we never download: we look where a
+user is likely to have put them, in this order:
+
+1. an explicit path (a file, or a folder to search);
+2. the folders in ``$DINOV3_WEIGHTS_DIR`` (``os.pathsep``-separated);
+3. ``weights/`` at the root of this repository (a source or editable install);
+4. torch hub's checkpoint folder (where Meta's ``torch.hub.load`` saves files);
+5. the Hugging Face hub cache (where ``hf download`` saves files).
+
+In a folder we accept Meta's official file name, or a Hugging Face download:
+``<repo-name>/model.safetensors`` or ``<repo-name>.safetensors``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .registry import BackboneSpec
+
+WEIGHTS_DIR_ENV = "DINOV3_WEIGHTS_DIR"
+REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No weights file for a backbone was found; the message says where we looked."""
+
+
+def _hf_cache_dir() -> Path:
+    if "HF_HUB_CACHE" in os.environ:
+        return Path(os.environ["HF_HUB_CACHE"])
+    hf_home = os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")
+    return Path(hf_home) / "hub"
+
+
+def search_dirs() -> list[Path]:
+    """The folders searched when no explicit path is given, in order."""
+    env = [Path(p) for p in os.environ.get(WEIGHTS_DIR_ENV, "").split(os.pathsep) if p]
+    return [*env, REPO_WEIGHTS_DIR, Path(torch.hub.get_dir()) / "checkpoints", _hf_cache_dir()]
+
+
+def expected_names(spec: BackboneSpec) -> list[str]:
+    """File names (relative to a search folder) that hold ``spec``'s weights."""
+    names = [spec.weights.meta_filename]
+    if spec.weights.hf_repo:
+        repo = spec.weights.hf_repo.split("/")[-1]
+        names += [f"{repo}/model.safetensors", f"{repo}.safetensors"]
+    return names
+
+
+def _find_in(folder: Path, spec: BackboneSpec) -> Path | None:
+    for name in expected_names(spec):
+        if (folder / name).is_file():
+            return folder / name
+    if spec.weights.hf_repo:  # the Hugging Face cache layout
+        cached = folder / f"models--{spec.weights.hf_repo.replace('/', '--')}" / "snapshots"
+        for candidate in sorted(cached.glob("*/model.safetensors")):
+            return candidate
+    return None
+
+
+def resolve_weights(spec: BackboneSpec, path: str | Path | None = None) -> Path:
+    """The weights file for ``spec``, or a ``WeightsNotFoundError`` that says where we looked."""
+    if path is not None:
+        path = Path(path).expanduser()
+        if path.is_file():
+            return path
+        if not path.is_dir():
+            raise WeightsNotFoundError(f"weights path {path} for backbone {spec.name} does not exist")
+        folders = [path]
+    else:
+        folders = search_dirs()
+    for folder in folders:
+        found = _find_in(folder, spec)
+        if found is not None:
+            return found
+    looked = "\n".join(f"  {folder}" for folder in folders)
+    names = "\n".join(f"  {name}" for name in expected_names(spec))
+    source = f"Hugging Face repo {spec.weights.hf_repo} or " if spec.weights.hf_repo else ""
+    raise WeightsNotFoundError(
+        f"no weights for backbone {spec.name}. Looked in:\n{looked}\n"
+        f"for a file named:\n{names}\n"
+        f"Get them from the {source}Meta's DINOv3 release (both need the licence accepted), "
+        f"put the file in one of those folders or pass its path; see weights/README.md."
+    )

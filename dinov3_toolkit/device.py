@@ -1,0 +1,51 @@
+"""Where and at what precision the models run.
+
+``cpu``, ``cuda`` and ``cuda:N`` are accepted. Asking for CUDA on a machine
+without it falls back to the CPU with a warning, so a launch file written for
+the robot still starts on a laptop. Reduced precision uses autocast: weights
+stay fp32, matmuls run in fp16/bf16, and the parts Meta keeps in fp32 (norms,
+RoPE) stay there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+
+import torch
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn ``cpu`` / ``cuda`` / ``cuda:N`` into a device that exists on this machine."""
+    m = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", str(name).strip())
+    if m is None or (m[1] == "cpu" and m[2] is not None):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    if m[1] == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        log.warning("device %r requested but CUDA is not available: running on the CPU", name)
+        return torch.device("cpu")
+    index = int(m[2] or 0)
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(f"device {name!r} does not exist: this machine has {count} CUDA device(s)")
+    return torch.device("cuda", index)
+
+
+def resolve_precision(name: str) -> torch.dtype:
+    try:
+        return PRECISIONS[name]
+    except KeyError:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}") from None
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``; a no-op for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,47 @@
+"""One package, two ways in: `colcon build` (ament_python) and `pip install`.
+
+Runtime dependencies are listed loosely so that a user's pip resolves the build
+of torch that fits their machine (CUDA on a GPU box); the Makefile pins the
+exact versions used in development and CI.
+"""
+
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "dinov3_ros"
+# requirements.txt lists what rosdep cannot provide (ROS users pip-install it into a venv);
+# numpy and OpenCV come from apt under ROS (package.xml) and from PyPI here.
+REQUIREMENTS = [
+    line.split("#")[0].strip()
+    for line in (Path(__file__).parent / "requirements.txt").read_text().splitlines()
+    if line.split("#")[0].strip()
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="DINOv3 backbone once per frame, plug-in heads, ROS 2 messages",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["dinov3_toolkit", "dinov3_toolkit.*", "dinov3_ros", "dinov3_ros.*"]),
+    package_data={"dinov3_toolkit": ["samples/*.jpg"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml", "requirements.txt"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/weights", ["weights/README.md"]),
+    ],
+    install_requires=[*REQUIREMENTS, "numpy>=1.21", "opencv-python-headless>=4.6"],
+    extras_require={
+        "test": ["pytest>=7", "transformers>=5.0", "setuptools>=64", "wheel"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "dinov3-toolkit = dinov3_toolkit.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,168 @@
+"""Our backbones against an implementation we did not write: Hugging Face transformers.
+
+Both directions go through our converters: our random weights -> HF layout -> HF
+model, and HF random weights -> a safetensors file -> our loader. Input 480x640
+(non-square). Dims are the real ones; ViT-B depth is cut to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import randomize_
+from dinov3_toolkit.backbone import get_backbone_spec, load_backbone, save_backbone
+from dinov3_toolkit.backbone.checkpoint import save_state_dict
+
+transformers = pytest.importorskip("transformers", reason="transformers is the test-only reference")
+
+TOL = 1e-4
+H, W = 480, 640
+
+VIT_CASES = {  # name -> depth used in the test
+    "vits16": 12,
+    "vits16plus": 12,
+    "vitb16": 4,
+}
+
+
+def _hf_vit(name: str, depth: int):
+    spec = get_backbone_spec(name)
+    cfg = spec.config
+    model = spec.build(depth=depth)
+    gated = cfg.get("ffn_layer") == "swiglu"
+    hidden = model.blocks[0].mlp.w1.out_features if gated else model.blocks[0].mlp.fc1.out_features
+    config = transformers.DINOv3ViTConfig(
+        hidden_size=cfg["embed_dim"],
+        intermediate_size=hidden,
+        num_hidden_layers=depth,
+        num_attention_heads=cfg["num_heads"],
+        use_gated_mlp=gated,
+        hidden_act="silu" if gated else "gelu",
+        num_register_tokens=4,
+        patch_size=16,
+    )
+    return model, transformers.DINOv3ViTModel(config).eval()
+
+
+def _hf_convnext():
+    spec = get_backbone_spec("convnext_tiny")
+    config = transformers.DINOv3ConvNextConfig(
+        depths=list(spec.config["depths"]), hidden_sizes=list(spec.config["dims"])
+    )
+    return spec.build(), transformers.DINOv3ConvNextModel(config).eval()
+
+
+def _share_periods(ours, hf) -> None:
+    """Give HF the RoPE periods our model holds.
+
+    The released weights carry bf16-rounded periods, which we keep (and regenerate
+    for HF files); HF recomputes fp32 ones. That changes features (by ~2e-3 with
+    these random weights), so the comparison runs both models on the same periods.
+    """
+    hf.rope_embeddings.inv_freq = 1.0 / ours.rope_embed.periods.clone()
+
+
+def _hf_vit_maps(hf, x, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """HF's normed patch maps of the last block and of ``block`` (0-based), NCHW."""
+    out = hf(pixel_values=x, output_hidden_states=True)
+    h, w = x.shape[-2] // 16, x.shape[-1] // 16
+
+    def to_map(tokens):
+        return tokens[:, 5:].reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
+
+    # hidden_states[0] is the embedding output, [k] the output of block k-1 (pre-norm).
+    return to_map(out.last_hidden_state), to_map(hf.norm(out.hidden_states[block + 1]))
+
+
+def _hf_convnext_maps(hf, x) -> list[torch.Tensor]:
+    """HF stage maps 0-2 (raw) and the normed stride-32 map, like ours."""
+    out = hf(pixel_values=x, output_hidden_states=True)
+    b, c, h, w = out.hidden_states[-1].shape
+    last = out.last_hidden_state[:, 1:].transpose(1, 2).reshape(b, c, h, w)  # [:, 0] is the pooled token
+    return [*out.hidden_states[-4:-1], last]
+
+
+def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    assert [t.shape for t in a] == [t.shape for t in b]
+    return max((p - q).abs().max().item() for p, q in zip(a, b))
+
+
+def _report(request, direction: str, diff: float) -> None:
+    print(f"\n{request.node.name} {direction}: max abs diff {diff:.2e}")
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("name", list(VIT_CASES))
+def test_vit_ours_to_hf(name, request):
+    ours, hf = _hf_vit(name, VIT_CASES[name])
+    randomize_(ours)
+    state = get_backbone_spec(name).family.to_hf_state_dict(ours.state_dict())
+    state = {("model." + k if k.startswith("layer.") else k): v for k, v in state.items()}  # HF 5.x in memory
+    hf.load_state_dict(state, strict=True)
+    _share_periods(ours, hf)
+    x = torch.randn(1, 3, H, W)
+    mid = 1
+    diff = _max_diff(ours.forward_intermediates(x, [-1, mid]), list(_hf_vit_maps(hf, x, mid)))
+    _report(request, "ours->HF", diff)
+    assert diff <= TOL
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("prefixed", [False, True], ids=["hub-layout", "model-prefix"])
+@pytest.mark.parametrize("name", list(VIT_CASES))
+def test_vit_hf_to_ours(name, prefixed, tmp_path, request):
+    _, hf = _hf_vit(name, VIT_CASES[name])
+    randomize_(hf, seed=1)
+    state = hf.state_dict() if prefixed else {k.removeprefix("model."): v for k, v in hf.state_dict().items()}
+    path = tmp_path / "model.safetensors"
+    save_state_dict(state, path)
+    ours = load_backbone(name, path, depth=VIT_CASES[name])
+    _share_periods(ours, hf)
+    x = torch.randn(1, 3, H, W)
+    mid = 1
+    diff = _max_diff(ours.forward_intermediates(x, [-1, mid]), list(_hf_vit_maps(hf, x, mid)))
+    _report(request, "HF->ours", diff)
+    assert diff <= TOL
+
+
+@torch.inference_mode()
+def test_convnext_ours_to_hf(request):
+    ours, hf = _hf_convnext()
+    randomize_(ours)
+    state = get_backbone_spec("convnext_tiny").family.to_hf_state_dict(ours.state_dict())
+    hf.load_state_dict({"model." + k if k.startswith("stages.") else k: v for k, v in state.items()}, strict=True)
+    x = torch.randn(1, 3, H, W)
+    diff = _max_diff(ours.forward_intermediates(x, [0, 1, 2, 3]), _hf_convnext_maps(hf, x))
+    _report(request, "ours->HF", diff)
+    assert diff <= TOL
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("prefixed", [False, True], ids=["hub-layout", "model-prefix"])
+def test_convnext_hf_to_ours(prefixed, tmp_path, request):
+    _, hf = _hf_convnext()
+    randomize_(hf, seed=1)
+    state = hf.state_dict() if prefixed else {k.removeprefix("model."): v for k, v in hf.state_dict().items()}
+    path = tmp_path / "model.safetensors"
+    save_state_dict(state, path)
+    ours = load_backbone("convnext_tiny", path)
+    x = torch.randn(1, 3, H, W)
+    diff = _max_diff(ours.forward_intermediates(x, [0, 1, 2, 3]), _hf_convnext_maps(hf, x))
+    _report(request, "HF->ours", diff)
+    assert diff <= TOL
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("name", ["vits16plus", "convnext_tiny"])
+def test_meta_layout_round_trip(name, tmp_path):
+    """Save in Meta's layout, reload strictly: the same tensors and the same features."""
+    depth = {"depth": 2} if name.startswith("vit") else {}
+    ours = randomize_(get_backbone_spec(name).build(**depth))
+    path = tmp_path / get_backbone_spec(name).weights.meta_filename
+    save_backbone(ours, path)
+    again = load_backbone(name, path, **depth)
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    x = torch.randn(1, 3, 96, 128)
+    assert torch.equal(ours(x), again(x))

@@ -1,0 +1,90 @@
+"""The package installs both ways: a wheel with the ROS files, and ament/colcon metadata."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel_names(tmp_path_factory) -> list[str]:
+    # Build from a copy: setuptools caches build/ in the source tree, which could
+    # carry deleted files into the wheel.
+    src = tmp_path_factory.mktemp("src") / "dinov3_ros"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__"))
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        check=True,
+        cwd=out,
+    )
+    (wheel,) = out.glob("dinov3_ros-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        return z.namelist()
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "dinov3_toolkit/backbone/vit.py",
+        "dinov3_toolkit/backbone/convnext.py",
+        "dinov3_toolkit/samples/astronaut.jpg",
+        "dinov3_ros/__init__.py",
+        "data/share/dinov3_ros/package.xml",
+        "data/share/dinov3_ros/launch/dinov3.launch.py",
+        "data/share/dinov3_ros/config/params.yaml",
+        "data/share/dinov3_ros/weights/README.md",
+        "data/share/ament_index/resource_index/packages/dinov3_ros",
+    ],
+)
+def test_wheel_contains(wheel_names, expected):
+    assert any(name.endswith(expected) for name in wheel_names), expected
+
+
+def test_wheel_has_no_tests_or_weights(wheel_names):
+    assert not [n for n in wheel_names if n.startswith("test/") or n.endswith((".pth", ".safetensors"))]
+
+
+def test_package_xml_is_format_3_with_the_ros_dependencies():
+    root = ET.parse(ROOT / "package.xml").getroot()
+    assert root.get("format") == "3"
+    assert root.findtext("name") == "dinov3_ros"
+    deps = {e.text for e in root if e.tag.endswith("depend")}
+    for dep in ("rclpy", "sensor_msgs", "vision_msgs", "cv_bridge", "std_msgs", "diagnostic_msgs",
+                "lifecycle_msgs", "launch_ros", "python3-numpy", "python3-opencv"):
+        assert dep in deps, dep
+    assert root.find("export/build_type").text == "ament_python"
+
+
+def test_setup_cfg_sends_colcon_executables_to_lib():
+    text = (ROOT / "setup.cfg").read_text()
+    assert "script_dir=$base/lib/dinov3_ros" in text and "install_scripts=$base/lib/dinov3_ros" in text
+
+
+def test_console_script_is_installed():
+    try:
+        installer = metadata.distribution("dinov3_ros").read_text("INSTALLER")
+    except metadata.PackageNotFoundError:
+        installer = None
+    if (installer or "").strip() != "pip":
+        pytest.skip("dinov3_ros is not pip-installed in this environment (make test installs it)")
+    dist = metadata.distribution("dinov3_ros")
+    assert "dinov3-toolkit" in {ep.name for ep in dist.entry_points if ep.group == "console_scripts"}
+    assert (Path(sys.executable).parent / "dinov3-toolkit").exists()
+
+
+def test_sources_parse_as_python_3_10():
+    """The oldest supported Python (Humble) must accept every source file's syntax."""
+    sources = [p for d in ("dinov3_toolkit", "dinov3_ros", "launch", "test") for p in (ROOT / d).rglob("*.py")]
+    for path in [*sources, ROOT / "setup.py"]:
+        ast.parse(path.read_text(), str(path), feature_version=(3, 10))
