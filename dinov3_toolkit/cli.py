@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"backbone {extractor.spec.name} on {device} ({args.precision}), "
         f"resize {args.resize} {args.size}, layers {args.layers}, median of {args.runs} run(s)\n"
     )
-    print(f"{'image':<16} {'original':>10} {'input':>10} {'pre ms':>8} {'backbone ms':>12}  feature maps")
+    print(f"{'image':<16} {'original':>10} {'input':>10} {'pre ms':>8} {'backbone ms':>12}  feature maps (CxHxW)")
     failures = 0
     totals = []
     for path in args.images or sample_images():
@@ -101,10 +101,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         pre_ms, prepared = _time_ms(lambda: extractor.preprocess(image), device, args.runs)
         bb_ms, maps = _time_ms(lambda: extractor.run_backbone(prepared), device, args.runs)
         totals.append(pre_ms + bb_ms)
-        h, w = image.shape[:2]
-        ih, iw = prepared.input_size
+        original = "{1}x{0}".format(*image.shape[:2])
+        resized = "{1}x{0}".format(*prepared.input_size)
         shapes = ", ".join("x".join(map(str, m.shape[1:])) for m in maps)
-        print(f"{Path(path).name:<16} {w:>4}x{h:<5} {iw:>4}x{ih:<5} {pre_ms:>8.1f} {bb_ms:>12.1f}  {shapes}")
+        print(f"{Path(path).name:<16} {original:>10} {resized:>10} {pre_ms:>8.1f} {bb_ms:>12.1f}  {shapes}")
     if totals:
         mean = sum(totals) / len(totals)
         print(f"\n{len(totals)} image(s): {mean:.1f} ms per frame on average ({1e3 / mean:.1f} frames/s)")

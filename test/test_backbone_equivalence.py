@@ -1,7 +1,8 @@
 """Our backbones against an implementation we did not write: Hugging Face transformers.
 
-Both directions go through our converters: our random weights -> HF layout -> HF
-model, and HF random weights -> a safetensors file -> our loader. Input 480x640
+Both checkpoint formats and both converter directions: our random weights saved
+as Meta's .pth -> our loader -> HF layout -> HF model; and HF random weights saved
+as safetensors (hub layout and ``model.``-prefixed) -> our loader. Input 480x640
 (non-square). Dims are the real ones; ViT-B depth is cut to keep the suite fast.
 """
 
@@ -92,19 +93,29 @@ def _report(request, direction: str, diff: float) -> None:
     print(f"\n{request.node.name} {direction}: max abs diff {diff:.2e}")
 
 
+def _via_meta_file(name: str, model, tmp_path, **overrides):
+    """Save ``model`` as Meta's ``.pth`` and load it back through our loader."""
+    path = tmp_path / get_backbone_spec(name).weights.meta_filename
+    save_backbone(model, path)
+    return load_backbone(name, path, **overrides)
+
+
+def _hf_in_memory(state: dict) -> dict:
+    """Hub layout -> the ``model.``-prefixed names transformers 5.x modules use."""
+    return {("model." + k if k.startswith(("layer.", "stages.")) else k): v for k, v in state.items()}
+
+
 @torch.inference_mode()
 @pytest.mark.parametrize("name", list(VIT_CASES))
-def test_vit_ours_to_hf(name, request):
-    ours, hf = _hf_vit(name, VIT_CASES[name])
-    randomize_(ours)
-    state = get_backbone_spec(name).family.to_hf_state_dict(ours.state_dict())
-    state = {("model." + k if k.startswith("layer.") else k): v for k, v in state.items()}  # HF 5.x in memory
-    hf.load_state_dict(state, strict=True)
+def test_vit_meta_file_to_hf(name, tmp_path, request):
+    src, hf = _hf_vit(name, VIT_CASES[name])
+    ours = _via_meta_file(name, randomize_(src), tmp_path, depth=VIT_CASES[name])
+    hf.load_state_dict(_hf_in_memory(get_backbone_spec(name).family.to_hf_state_dict(ours.state_dict())), strict=True)
     _share_periods(ours, hf)
     x = torch.randn(1, 3, H, W)
     mid = 1
     diff = _max_diff(ours.forward_intermediates(x, [-1, mid]), list(_hf_vit_maps(hf, x, mid)))
-    _report(request, "ours->HF", diff)
+    _report(request, "Meta .pth -> ours vs HF", diff)
     assert diff <= TOL
 
 
@@ -122,19 +133,18 @@ def test_vit_hf_to_ours(name, prefixed, tmp_path, request):
     x = torch.randn(1, 3, H, W)
     mid = 1
     diff = _max_diff(ours.forward_intermediates(x, [-1, mid]), list(_hf_vit_maps(hf, x, mid)))
-    _report(request, "HF->ours", diff)
+    _report(request, "HF safetensors -> ours vs HF", diff)
     assert diff <= TOL
 
 
 @torch.inference_mode()
-def test_convnext_ours_to_hf(request):
-    ours, hf = _hf_convnext()
-    randomize_(ours)
-    state = get_backbone_spec("convnext_tiny").family.to_hf_state_dict(ours.state_dict())
-    hf.load_state_dict({"model." + k if k.startswith("stages.") else k: v for k, v in state.items()}, strict=True)
+def test_convnext_meta_file_to_hf(tmp_path, request):
+    src, hf = _hf_convnext()
+    ours = _via_meta_file("convnext_tiny", randomize_(src), tmp_path)
+    hf.load_state_dict(_hf_in_memory(get_backbone_spec("convnext_tiny").family.to_hf_state_dict(ours.state_dict())))
     x = torch.randn(1, 3, H, W)
     diff = _max_diff(ours.forward_intermediates(x, [0, 1, 2, 3]), _hf_convnext_maps(hf, x))
-    _report(request, "ours->HF", diff)
+    _report(request, "Meta .pth -> ours vs HF", diff)
     assert diff <= TOL
 
 
@@ -149,7 +159,7 @@ def test_convnext_hf_to_ours(prefixed, tmp_path, request):
     ours = load_backbone("convnext_tiny", path)
     x = torch.randn(1, 3, H, W)
     diff = _max_diff(ours.forward_intermediates(x, [0, 1, 2, 3]), _hf_convnext_maps(hf, x))
-    _report(request, "HF->ours", diff)
+    _report(request, "HF safetensors -> ours vs HF", diff)
     assert diff <= TOL
 
 

@@ -105,13 +105,6 @@ def test_not_a_checkpoint(tmp_path):
         load_backbone("vits16plus", junk, **SMALL)
 
 
-def test_round_trip_keeps_every_tensor_and_periods(saved):
-    model, path = saved
-    again = load_backbone("vits16plus", path, **SMALL)
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, again.state_dict()[key]), key
-
-
 def test_bf16_periods_from_the_checkpoint_are_used(saved, tmp_path):
     """Released files store RoPE periods in bf16; they load into the fp32 buffer unchanged."""
     _, path = saved

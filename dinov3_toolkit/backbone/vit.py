@@ -229,17 +229,31 @@ class DinoVisionTransformer(nn.Module):
 
 # --- checkpoint conversion -------------------------------------------------
 
-# Hugging Face hub names -> ours, for keys that map one to one (after "model." is stripped).
-_HF_RENAMES = [
-    (r"^embeddings\.cls_token$", "cls_token"),
-    (r"^embeddings\.register_tokens$", "storage_tokens"),
-    (r"^embeddings\.patch_embeddings\.", "patch_embed.proj."),
-    (r"^layer\.(\d+)\.attention\.o_proj\.", r"blocks.\1.attn.proj."),
-    (r"^layer\.(\d+)\.layer_scale(\d)\.lambda1$", r"blocks.\1.ls\2.gamma"),
-    (r"^layer\.(\d+)\.norm(\d)\.", r"blocks.\1.norm\2."),
-    (r"^layer\.(\d+)\.mlp\.", r"blocks.\1.mlp."),
-    (r"^norm\.", "norm."),
+# Keys that map one to one: (ours = Meta's, Hugging Face hub); "{i}" is a block index.
+# Both directions use this table. The FFN and qkv keys need more than a rename.
+_HF_KEYS = [
+    ("cls_token", "embeddings.cls_token"),
+    ("storage_tokens", "embeddings.register_tokens"),
+    ("patch_embed.proj.", "embeddings.patch_embeddings."),
+    ("blocks.{i}.attn.proj.", "layer.{i}.attention.o_proj."),
+    ("blocks.{i}.ls1.gamma", "layer.{i}.layer_scale1.lambda1"),
+    ("blocks.{i}.ls2.gamma", "layer.{i}.layer_scale2.lambda1"),
+    ("blocks.{i}.norm1.", "layer.{i}.norm1."),
+    ("blocks.{i}.norm2.", "layer.{i}.norm2."),
+    ("blocks.{i}.mlp.", "layer.{i}.mlp."),
 ]
+
+
+def _rename(key: str, to_hf: bool) -> str:
+    """Rename ``key`` by the first matching prefix in ``_HF_KEYS``; unknown keys stay as they are."""
+    for ours, hf in _HF_KEYS:
+        src, dst = (ours, hf) if to_hf else (hf, ours)
+        m = re.match(re.escape(src).replace(r"\{i\}", r"(\d+)"), key)
+        if m:
+            return dst.replace("{i}", m.group(1) if m.groups() else "") + key[m.end() :]
+    return key
+
+
 _HF_FFN = {
     "swiglu": {"gate_proj": "w1", "up_proj": "w2", "down_proj": "w3"},
     "mlp": {"up_proj": "fc1", "down_proj": "fc2"},
@@ -273,10 +287,7 @@ def checkpoint_filter_fn(state_dict: dict, model: DinoVisionTransformer) -> dict
         if key == "embeddings.mask_token":
             out["mask_token"] = value.reshape(1, -1)
             continue
-        for pattern, repl in _HF_RENAMES:
-            if re.match(pattern, key):
-                key = re.sub(pattern, repl, key)
-                break
+        key = _rename(key, to_hf=False)
         if m := re.match(r"^(blocks\.\d+\.mlp\.)(\w+)(\..*)$", key):
             key = m[1] + ffn_names.get(m[2], m[2]) + m[3]
         out[key] = value
@@ -301,15 +312,6 @@ def checkpoint_filter_fn(state_dict: dict, model: DinoVisionTransformer) -> dict
 
 def to_hf_state_dict(state_dict: dict) -> dict:
     """Our (= Meta's) ViT layout -> the Hugging Face hub layout (no ``model.`` prefix)."""
-    reverse = [
-        (r"^cls_token$", "embeddings.cls_token"),
-        (r"^storage_tokens$", "embeddings.register_tokens"),
-        (r"^patch_embed\.proj\.", "embeddings.patch_embeddings."),
-        (r"^blocks\.(\d+)\.attn\.proj\.", r"layer.\1.attention.o_proj."),
-        (r"^blocks\.(\d+)\.ls(\d)\.gamma$", r"layer.\1.layer_scale\2.lambda1"),
-        (r"^blocks\.(\d+)\.norm(\d)\.", r"layer.\1.norm\2."),
-        (r"^blocks\.(\d+)\.mlp\.", r"layer.\1.mlp."),
-    ]
     ffn_names = {v: k for k, v in _HF_FFN[_ffn_layer(state_dict)].items()}
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
@@ -326,10 +328,7 @@ def to_hf_state_dict(state_dict: dict) -> dict:
             if m[2] == "weight":
                 out[prefix + "k_proj.weight"] = k  # the k bias is masked to zero: HF has none
             continue
-        for pattern, repl in reverse:
-            if re.match(pattern, key):
-                key = re.sub(pattern, repl, key)
-                break
+        key = _rename(key, to_hf=True)
         if m := re.match(r"^(layer\.\d+\.mlp\.)(\w+)(\..*)$", key):
             key = m[1] + ffn_names.get(m[2], m[2]) + m[3]
         out[key] = value
