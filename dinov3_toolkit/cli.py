@@ -126,6 +126,13 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinov3-toolkit", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--random-weights", action="store_true", help="do not look for weights")
     demo.add_argument("--device", default="cuda", help="cpu, cuda or cuda:N (falls back to cpu)")
     demo.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    demo.add_argument("--size", type=int, default=640, help="resize target in pixels")
+    demo.add_argument("--size", type=_positive_int, default=640, help="resize target in pixels")
     demo.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
     demo.add_argument("--layers", type=int, nargs="+", default=[-1], help="layer indices to return")
-    demo.add_argument("--runs", type=int, default=3, help="timed runs per image, after one warm-up")
+    demo.add_argument("--runs", type=_positive_int, default=3, help="timed runs per image, after one warm-up")
     demo.set_defaults(func=cmd_demo)
 
     backbones = sub.add_parser("backbones", help="list backbone variants and where their weights are")

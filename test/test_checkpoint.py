@@ -138,3 +138,32 @@ def test_k_bias_is_masked(saved):
         assert torch.equal(model(x), before)
         qkv.bias[:384] += 0.5  # the q bias does matter
         assert not torch.allclose(model(x), before)
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("name", ["vits16plus", "convnext_tiny"])
+def test_meta_layout_round_trip(name, tmp_path):
+    """Save in Meta's layout, reload strictly: the same tensors and the same features."""
+    depth = {"depth": 2} if name.startswith("vit") else {}
+    ours = randomize_(get_backbone_spec(name).build(**depth))
+    path = tmp_path / get_backbone_spec(name).weights.meta_filename
+    save_backbone(ours, path)
+    again = load_backbone(name, path, **depth)
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    x = torch.randn(1, 3, 96, 128)
+    assert torch.equal(ours(x), again(x))
+
+
+def test_incomplete_hf_qkv_is_named(tmp_path):
+    """A Hugging Face file without a k projection: a clear error, not a KeyError."""
+    spec = get_backbone_spec("vits16plus")
+    hf = spec.family.to_hf_state_dict(spec.build(**SMALL).state_dict())
+    del hf["layer.1.attention.k_proj.weight"]
+    path = tmp_path / "model.safetensors"
+    save_state_dict(hf, path)
+    with pytest.raises(CheckpointError) as info:
+        load_backbone("vits16plus", path, **SMALL)
+    text = str(info.value)
+    assert "missing key(s): blocks.1.attn.qkv.weight" in text
+    assert "unexpected key(s): layer.1.attention.q_proj.weight, layer.1.attention.v_proj.weight" in text

@@ -13,7 +13,7 @@ SPEC = get_backbone_spec("vits16plus")
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """No real cache or repo folder leaks into the search."""
-    monkeypatch.setattr(weights_mod, "REPO_WEIGHTS_DIR", tmp_path / "repo_weights")
+    monkeypatch.setattr(weights_mod, "PACKAGE_WEIGHTS_DIR", tmp_path / "repo_weights")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_cache"))
     monkeypatch.delenv("DINOV3_WEIGHTS_DIR", raising=False)
@@ -73,3 +73,31 @@ def test_not_found_says_where_what_and_how(isolated):
     assert SPEC.weights.meta_filename in text
     assert "facebook/dinov3-vits16plus-pretrain-lvd1689m" in text
     assert "weights/README.md" in text
+
+
+def test_hf_hub_cache_follows_refs_main(isolated):
+    repo = isolated / "hf_cache" / "models--facebook--dinov3-vits16plus-pretrain-lvd1689m"
+    old = _touch(repo / "snapshots" / "aaa_old" / "model.safetensors")
+    current = _touch(repo / "snapshots" / "zzz_current" / "model.safetensors")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("aaa_old\n")
+    assert resolve_weights(SPEC) == old
+    (repo / "refs" / "main").write_text("zzz_current")
+    assert resolve_weights(SPEC) == current
+
+
+@pytest.mark.parametrize(
+    "module_file, expected",
+    [
+        ("/src/dinov3_ros/dinov3_toolkit/backbone/weights.py", "/src/dinov3_ros/weights"),
+        (
+            "/ws/install/dinov3_ros/lib/python3.10/site-packages/dinov3_toolkit/backbone/weights.py",
+            "/ws/install/dinov3_ros/share/dinov3_ros/weights",
+        ),
+        ("/venv/lib/python3.12/site-packages/dinov3_toolkit/backbone/weights.py", "/venv/share/dinov3_ros/weights"),
+    ],
+)
+def test_package_weights_dir_source_and_installed(module_file, expected):
+    from pathlib import Path
+
+    assert weights_mod.package_weights_dir(module_file) == Path(expected)

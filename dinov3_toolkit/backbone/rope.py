@@ -43,16 +43,16 @@ class RopePositionEmbedding(nn.Module):
         self.register_buffer("periods", default_periods(head_dim, base), persistent=True)
 
     def forward(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # Autocast does not touch these ops, so with fp32 inputs the table is fp32.
         device = self.periods.device
         periods = self.periods.float()
-        with torch.autocast(device_type=device.type, enabled=False):
-            coords_h = torch.arange(0.5, height, device=device, dtype=torch.float32) / height
-            coords_w = torch.arange(0.5, width, device=device, dtype=torch.float32) / width
-            coords = torch.stack(torch.meshgrid(coords_h, coords_w, indexing="ij"), dim=-1)
-            coords = 2.0 * coords.flatten(0, 1) - 1.0  # (HW, 2), row-major like the tokens
-            angles = 2 * math.pi * coords[:, :, None] / periods[None, None, :]  # (HW, 2, hd/4)
-            angles = angles.flatten(1, 2).tile(2)  # (HW, hd): y-freqs, x-freqs, repeated
-            return torch.sin(angles), torch.cos(angles)
+        coords_h = torch.arange(0.5, height, device=device, dtype=torch.float32) / height
+        coords_w = torch.arange(0.5, width, device=device, dtype=torch.float32) / width
+        coords = torch.stack(torch.meshgrid(coords_h, coords_w, indexing="ij"), dim=-1)
+        coords = 2.0 * coords.flatten(0, 1) - 1.0  # (HW, 2), row-major like the tokens
+        angles = 2 * math.pi * coords[:, :, None] / periods[None, None, :]  # (HW, 2, hd/4)
+        angles = angles.flatten(1, 2).tile(2)  # (HW, hd): y-freqs, x-freqs, repeated
+        return torch.sin(angles), torch.cos(angles)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

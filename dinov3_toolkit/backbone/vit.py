@@ -293,13 +293,14 @@ def checkpoint_filter_fn(state_dict: dict, model: DinoVisionTransformer) -> dict
         out[key] = value
     for i, parts in qkv.items():
         prefix = f"blocks.{i}.attn.qkv."
-        out[prefix + "weight"] = torch.cat([parts.pop(f"{n}.weight") for n in "qkv"])
-        if "q.bias" in parts:
+        if all(f"{n}.weight" in parts for n in "qkv"):
+            out[prefix + "weight"] = torch.cat([parts.pop(f"{n}.weight") for n in "qkv"])
+        if "q.bias" in parts and "v.bias" in parts:
             q_bias, v_bias = parts.pop("q.bias"), parts.pop("v.bias")
             k_bias = parts.pop("k.bias", torch.zeros_like(q_bias))
             out[prefix + "bias"] = torch.cat([q_bias, k_bias, v_bias])
             out[prefix + "bias_mask"] = k_bias_mask(q_bias.shape[0])
-        for name, value in parts.items():  # e.g. a k bias without q/v biases: strict loading reports it
+        for name, value in parts.items():  # an incomplete q/k/v set: the strict load names it
             out[f"layer.{i}.attention.{name[0]}_proj.{name[2:]}"] = value
     # Keys Hugging Face drops: the RoPE periods, regenerated as the bf16-rounded values the
     # released weights carry, and the training-only local_cls_norm, set to identity.

@@ -5,7 +5,9 @@ user is likely to have put them, in this order:
 
 1. an explicit path (a file, or a folder to search);
 2. the folders in ``$DINOV3_WEIGHTS_DIR`` (``os.pathsep``-separated);
-3. ``weights/`` at the root of this repository (a source or editable install);
+3. this package's ``weights/`` folder: at the repository root in a source or
+   editable install, ``<prefix>/share/dinov3_ros/weights`` once installed (by
+   pip or colcon);
 4. torch hub's checkpoint folder (where Meta's ``torch.hub.load`` saves files);
 5. the Hugging Face hub cache (where ``hf download`` saves files).
 
@@ -23,7 +25,18 @@ import torch
 from .registry import BackboneSpec
 
 WEIGHTS_DIR_ENV = "DINOV3_WEIGHTS_DIR"
-REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+
+def package_weights_dir(module_file: str | Path = __file__) -> Path:
+    """``weights/`` of this package, in a source tree or where setup.py installed it."""
+    root = Path(module_file).resolve().parents[2]  # the repo root, or site-packages once installed
+    if root.name in ("site-packages", "dist-packages"):
+        prefix = root.parents[2]  # <prefix>/lib/pythonX.Y/site-packages
+        return prefix / "share" / "dinov3_ros" / "weights"
+    return root / "weights"
+
+
+PACKAGE_WEIGHTS_DIR = package_weights_dir()
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -40,7 +53,7 @@ def _hf_cache_dir() -> Path:
 def search_dirs() -> list[Path]:
     """The folders searched when no explicit path is given, in order."""
     env = [Path(p) for p in os.environ.get(WEIGHTS_DIR_ENV, "").split(os.pathsep) if p]
-    return [*env, REPO_WEIGHTS_DIR, Path(torch.hub.get_dir()) / "checkpoints", _hf_cache_dir()]
+    return [*env, PACKAGE_WEIGHTS_DIR, Path(torch.hub.get_dir()) / "checkpoints", _hf_cache_dir()]
 
 
 def expected_names(spec: BackboneSpec) -> list[str]:
@@ -56,11 +69,20 @@ def _find_in(folder: Path, spec: BackboneSpec) -> Path | None:
     for name in expected_names(spec):
         if (folder / name).is_file():
             return folder / name
-    if spec.weights.hf_repo:  # the Hugging Face cache layout
-        cached = folder / f"models--{spec.weights.hf_repo.replace('/', '--')}" / "snapshots"
-        for candidate in sorted(cached.glob("*/model.safetensors")):
-            return candidate
+    if spec.weights.hf_repo:
+        return _find_in_hf_cache(folder / f"models--{spec.weights.hf_repo.replace('/', '--')}")
     return None
+
+
+def _find_in_hf_cache(repo_dir: Path) -> Path | None:
+    """The snapshot ``refs/main`` points to, else the newest one (the hub cache layout)."""
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        current = repo_dir / "snapshots" / ref.read_text().strip() / "model.safetensors"
+        if current.is_file():
+            return current
+    snapshots = list(repo_dir.glob("snapshots/*/model.safetensors"))
+    return max(snapshots, key=lambda p: p.stat().st_mtime) if snapshots else None
 
 
 def resolve_weights(spec: BackboneSpec, path: str | Path | None = None) -> Path:
