@@ -26,7 +26,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["dinov3_toolkit", "dinov3_toolkit.*", "dinov3_ros", "dinov3_ros.*"]),
-    package_data={"dinov3_toolkit": ["samples/*.jpg"]},
+    # Head folders ship whole, found by pattern, so that adding one never needs an edit here.
+    package_data={
+        "dinov3_toolkit": ["samples/*.jpg", "head_*/*.py", "head_*/*.yaml", "head_*/*.txt", "head_*/weights/README.md"]
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml", "requirements.txt"]),
@@ -34,11 +37,11 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/weights", ["weights/README.md"]),
     ],
-    install_requires=[*REQUIREMENTS, "numpy>=1.21", "opencv-python-headless>=4.6"],
+    install_requires=[*REQUIREMENTS, "numpy>=1.21", "opencv-python-headless>=4.6", "pyyaml>=5.4"],
     extras_require={
         "test": ["pytest>=7", "transformers>=5.0", "setuptools>=64", "wheel"],
     },
-    zip_safe=True,
+    zip_safe=False,  # head folders are found and imported from the file system
     entry_points={
         "console_scripts": [
             "dinov3-toolkit = dinov3_toolkit.cli:main",

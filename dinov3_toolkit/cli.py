@@ -1,8 +1,8 @@
 """``dinov3-toolkit``: the toolkit from the command line, no ROS needed.
 
 Subcommands:
-  demo       run the backbone on images (the bundled samples by default) and print
-             feature shapes and per-stage timings
+  demo       run the backbone and every head on images (the bundled samples by
+             default), print results and per-stage timings, write overlay images
   backbones  list every backbone variant, its size and whether its weights are found
 """
 
@@ -12,22 +12,18 @@ import argparse
 import logging
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from .backbone import (
-    WeightsNotFoundError,
-    get_backbone_spec,
-    list_backbones,
-    resolve_weights,
-)
+from .backbone import WeightsNotFoundError, get_backbone_spec, list_backbones, resolve_weights
 from .device import PRECISIONS
-from .extractor import FeatureExtractor
+from .engine import Engine
+from .overlays import composite
 from .preprocess import RESIZE_MODES
+from .results import DepthMap, Detections, SemanticLabels
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
@@ -44,51 +40,50 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _build_extractor(args: argparse.Namespace) -> FeatureExtractor:
-    spec = get_backbone_spec(args.backbone)
-    options = dict(
-        device=args.device, precision=args.precision, size=args.size, resize_mode=args.resize, layers=args.layers
+def _build_engine(args: argparse.Namespace) -> Engine:
+    """Weights are used where found; anything without weights runs on random ones, said loudly."""
+    return Engine.create(
+        backbone=args.backbone,
+        backbone_weights=args.weights,
+        device=args.device,
+        precision=args.precision,
+        size=args.size,
+        resize_mode=args.resize,
+        heads=args.heads,
+        head_dirs=args.head_dir,
+        random_weights=True,
     )
-    if not args.random_weights:
-        try:
-            return FeatureExtractor.from_name(spec.name, args.weights, **options)
-        except WeightsNotFoundError as e:
-            if args.weights is not None:
-                raise
-            print(f"{e}\n", file=sys.stderr)
-    print(
-        f"*** {spec.name}: running with RANDOM weights. Shapes and timings are real; "
-        "feature values are meaningless. ***\n"
-    )
-    return FeatureExtractor(spec.build(), spec, **options)
 
 
-def _time_ms(fn, device: torch.device, runs: int) -> tuple[float, object]:
-    """Median wall time of ``fn()`` over ``runs`` calls, after one warm-up call."""
-    result = fn()
-    times = []
-    for _ in range(runs):
-        _synchronize(device)
-        start = time.perf_counter()
-        result = fn()
-        _synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), result
+def _summary(result: object) -> str:
+    """A few words about one head's result, for the terminal."""
+    if isinstance(result, Detections):
+        top = ", ".join(f"{name} {score:.2f}" for name, score in zip(result.names()[:3], result.scores[:3]))
+        return f"{len(result)} boxes" + (f" ({top}{', ...' if len(result) > 3 else ''})" if len(result) else "")
+    if isinstance(result, SemanticLabels):
+        present = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
+        largest = [result.class_names[i] for i in np.argsort(present)[::-1][:3] if present[i]]
+        return f"{np.count_nonzero(present)} classes ({', '.join(largest)}, ...)"
+    if isinstance(result, DepthMap):
+        return f"depth {result.depth.min():.2f}..{result.depth.max():.2f}"
+    return type(result).__name__
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    extractor = _build_extractor(args)
-    device = extractor.device
+    engine = _build_engine(args)
+    random = engine.random_weights
+    notice = f"RANDOM WEIGHTS ({', '.join(random)}): output is meaningless" if random else None
     print(
-        f"backbone {extractor.spec.name} on {device} ({args.precision}), "
-        f"resize {args.resize} {args.size}, layers {args.layers}, median of {args.runs} run(s)\n"
+        f"backbone {engine.extractor.spec.name} on {engine.device} ({args.precision}), resize {args.resize} "
+        f"{args.size}, heads {', '.join(engine.heads) or 'none'}, median of {args.runs} run(s)"
     )
-    print(f"{'image':<16} {'original':>10} {'input':>10} {'pre ms':>8} {'backbone ms':>12}  feature maps (CxHxW)")
+    if notice:
+        print(f"\n*** {notice}. Shapes and timings are real. ***")
+    for name, error in engine.failed.items():
+        print(f"head {name} is skipped: {error}")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"\n{'image':<16} {'original':>10} {'input':>10} {'pre ms':>7} {'backbone ms':>12} {'heads ms':>9}  results")
     failures = 0
     totals = []
     for path in args.images or sample_images():
@@ -98,16 +93,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"{Path(path).name:<16} error: {e}")
             failures += 1
             continue
-        pre_ms, prepared = _time_ms(lambda: extractor.preprocess(image), device, args.runs)
-        bb_ms, maps = _time_ms(lambda: extractor.run_backbone(prepared), device, args.runs)
-        totals.append(pre_ms + bb_ms)
-        original = "{1}x{0}".format(*image.shape[:2])
-        resized = "{1}x{0}".format(*prepared.input_size)
-        shapes = ", ".join("x".join(map(str, m.shape[1:])) for m in maps)
-        print(f"{Path(path).name:<16} {original:>10} {resized:>10} {pre_ms:>8.1f} {bb_ms:>12.1f}  {shapes}")
+        frames = [engine(image) for _ in range(args.runs)]
+        pre = statistics.median(f.timings.preprocess for f in frames) * 1e3
+        backbone = statistics.median(f.timings.backbone for f in frames) * 1e3
+        total = statistics.median(f.timings.total for f in frames) * 1e3
+        totals.append(total)
+        frame = frames[-1]
+        input_size = engine.extractor.preprocess.input_size(*image.shape[:2])
+        results = "; ".join(f"{name}: {_summary(result)}" for name, result in frame.results.items())
+        results += "".join(f"; {name}: FAILED ({error})" for name, error in frame.errors.items())
+        failures += bool(frame.errors)
+        print(
+            f"{Path(path).name:<16} {image.shape[1]:>4}x{image.shape[0]:<5} {input_size[1]:>4}x{input_size[0]:<5} "
+            f"{pre:>7.1f} {backbone:>12.1f} {total - pre - backbone:>9.1f}  {results}"
+        )
+        overlay = composite(image, frame.results, notice=notice)
+        cv2.imwrite(str(out_dir / f"{Path(path).stem}_overlay.jpg"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
     if totals:
         mean = sum(totals) / len(totals)
         print(f"\n{len(totals)} image(s): {mean:.1f} ms per frame on average ({1e3 / mean:.1f} frames/s)")
+        print(f"overlays: {out_dir.resolve()}")
     return 1 if failures else 0
 
 
@@ -137,16 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinov3-toolkit", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the backbone on images and print shapes and timings")
+    demo = sub.add_parser("demo", help="run the backbone and heads on images; timings, results, overlays")
     demo.add_argument("images", nargs="*", help="image files (default: the bundled samples)")
     demo.add_argument("--backbone", default="vits16plus", help="variant name (see `backbones`)")
     demo.add_argument("--weights", help="weights file or folder (default: searched, see weights/README.md)")
-    demo.add_argument("--random-weights", action="store_true", help="do not look for weights")
     demo.add_argument("--device", default="cuda", help="cpu, cuda or cuda:N (falls back to cpu)")
     demo.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     demo.add_argument("--size", type=_positive_int, default=640, help="resize target in pixels")
     demo.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
-    demo.add_argument("--layers", type=int, nargs="+", default=[-1], help="layer indices to return")
+    demo.add_argument("--heads", nargs="+", help="heads to run (default: every head found)")
+    demo.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
+    demo.add_argument("--out", default="dinov3_demo", help="folder for the overlay images (default: %(default)s)")
     demo.add_argument("--runs", type=_positive_int, default=3, help="timed runs per image, after one warm-up")
     demo.set_defaults(func=cmd_demo)
 

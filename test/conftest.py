@@ -1,6 +1,9 @@
-"""Shared test helpers: random weights that exercise every parameter."""
+"""Shared test helpers: random weights that exercise every parameter; the shared reference vectors."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,3 +34,19 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+# The reference tensors of ../shared/vectors (see shared/specs/heads.md section 10) are too
+# large to commit (47 MB); they sit next to the repository, or where DINOV3_VECTORS_DIR says.
+VECTORS_DIR = Path(os.environ.get("DINOV3_VECTORS_DIR", Path(__file__).resolve().parents[2] / "shared" / "vectors"))
+
+
+def load_vector(name: str) -> dict:
+    """``<VECTORS_DIR>/<name>.pt``, or skip the test saying where it was looked for."""
+    path = VECTORS_DIR / f"{name}.pt"
+    if not path.is_file():
+        pytest.skip(f"reference vectors {path} not found (set DINOV3_VECTORS_DIR to the shared vectors folder)")
+    from torch.torch_version import TorchVersion  # the files record the torch version they were made with
+
+    with torch.serialization.safe_globals([TorchVersion]):
+        return torch.load(path, map_location="cpu", weights_only=True)

@@ -13,7 +13,7 @@ import torch
 
 from conftest import randomize_
 from dinov3_toolkit.backbone import get_backbone_spec, load_backbone, save_backbone
-from dinov3_toolkit.backbone.checkpoint import save_state_dict
+from dinov3_toolkit.checkpoint import save_state_dict
 
 transformers = pytest.importorskip("transformers", reason="transformers is the test-only reference")
 

@@ -15,7 +15,7 @@ from dinov3_toolkit.backbone import (
     load_backbone,
     save_backbone,
 )
-from dinov3_toolkit.backbone.checkpoint import read_state_dict, save_state_dict
+from dinov3_toolkit.checkpoint import read_state_dict, save_state_dict
 
 SMALL = {"depth": 2}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import cv2
+
 from dinov3_toolkit.cli import main, sample_images
 
 
@@ -12,23 +14,31 @@ def test_samples_are_bundled():
     assert names == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
 
 
-def test_demo_prints_shapes_and_timings(capsys):
-    code = main(["demo", "--random-weights", "--backbone", "vits16", "--device", "cpu", "--size", "64",
-                 "--resize", "keep_aspect", "--runs", "1", "--layers", "0", "-1"])
+def test_demo_runs_every_head_and_writes_overlays(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [tmp_path])
+    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [tmp_path])
+    code = main(["demo", "--backbone", "vits16", "--device", "cpu", "--size", "64", "--resize", "keep_aspect",
+                 "--runs", "1", "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert code == 0
-    assert "RANDOM weights" in out
-    # chelsea.jpg is 451x300 -> keep_aspect 64 -> 64x48 -> 4x3 cells, two layers asked for
-    assert re.search(r"chelsea\.jpg\s+451x300\s+64x48\s+[\d.]+\s+[\d.]+\s+384x3x4, 384x3x4", out)
+    assert "RANDOM WEIGHTS (backbone, depth, detection, segmentation)" in out
+    # chelsea.jpg is 451x300 -> keep_aspect 64 -> 64x48
+    line = re.search(r"chelsea\.jpg\s+451x300\s+64x48\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(.*)", out)
+    assert line and re.search(r"depth: depth [\d.]+\.\.[\d.]+; detection: \d+ boxes.*; segmentation: \d+ classes",
+                              line[1])
     assert re.search(r"4 image\(s\): [\d.]+ ms per frame", out)
+    overlays = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert overlays == [f"{n}_overlay.jpg" for n in ("astronaut", "chelsea", "coffee", "rocket")]
+    overlay = cv2.imread(str(tmp_path / "out" / "chelsea_overlay.jpg"))
+    assert overlay.shape == (300, 451 * 2, 3)  # the camera image with labels and boxes, and the depth panel
 
 
 def test_demo_reports_an_unreadable_image_and_goes_on(tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
     good = sample_images()[0]
-    code = main(["demo", "--random-weights", "--backbone", "vits16", "--device", "cpu", "--size", "32",
-                 "--runs", "1", str(bad), str(good)])
+    code = main(["demo", "--backbone", "vits16", "--device", "cpu", "--size", "32", "--heads", "depth",
+                 "--runs", "1", "--out", str(tmp_path / "out"), str(bad), str(good)])
     out = capsys.readouterr().out
     assert code == 1
     assert "broken.jpg" in out and "cannot read image" in out

@@ -50,10 +50,15 @@ def _hf_cache_dir() -> Path:
     return Path(hf_home) / "hub"
 
 
+def user_weights_dirs() -> list[Path]:
+    """The folders in ``$DINOV3_WEIGHTS_DIR``, then this package's ``weights/`` (heads look here too)."""
+    env = [Path(p) for p in os.environ.get(WEIGHTS_DIR_ENV, "").split(os.pathsep) if p]
+    return [*env, PACKAGE_WEIGHTS_DIR]
+
+
 def search_dirs() -> list[Path]:
     """The folders searched when no explicit path is given, in order."""
-    env = [Path(p) for p in os.environ.get(WEIGHTS_DIR_ENV, "").split(os.pathsep) if p]
-    return [*env, PACKAGE_WEIGHTS_DIR, Path(torch.hub.get_dir()) / "checkpoints", _hf_cache_dir()]
+    return [*user_weights_dirs(), Path(torch.hub.get_dir()) / "checkpoints", _hf_cache_dir()]
 
 
 def expected_names(spec: BackboneSpec) -> list[str]:

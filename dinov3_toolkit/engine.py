@@ -1,0 +1,236 @@
+"""The shared-feature engine: one RGB frame in, one typed result per head out.
+
+The backbone runs exactly once per frame, computing only the layers the enabled
+heads read; every head then reuses those maps. A head that raises on a frame is
+reported in ``FrameResult.errors`` (named, with its file) and the others still
+return results, so one faulty plug-in never takes the camera pipeline down.
+
+>>> engine = Engine.create(device="cuda", heads=["detection", "depth"])
+>>> frame = engine(rgb)                     # rgb: (H, W, 3) uint8
+>>> frame.results["detection"].boxes        # (N, 4) in rgb's pixels
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backbone import WeightsNotFoundError, create_backbone, get_backbone_spec, load_backbone
+from .backbone.features import resolve_layer_indices
+from .device import autocast
+from .extractor import FeatureExtractor
+from .heads.base import HeadError
+from .heads.loader import LoadedHead, discover, load_head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Seconds spent per stage of one frame (synchronised with the device at each boundary)."""
+
+    preprocess: float
+    backbone: float
+    heads: dict[str, float]  # each head's forward
+    postprocess: dict[str, float]  # each head's post-processing, results on the host
+
+    @property
+    def total(self) -> float:
+        return self.preprocess + self.backbone + sum(self.heads.values()) + sum(self.postprocess.values())
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything one frame produced."""
+
+    results: dict[str, Any]  # head name -> Detections / SemanticLabels / DepthMap / a custom result
+    errors: dict[str, HeadError]  # heads that raised on this frame
+    timings: StageTimings
+    image_size: tuple[int, int]  # (H, W) of the frame, the frame every result is in
+
+
+class Engine:
+    """A backbone on a device and the heads that share its features."""
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        heads: Iterable[LoadedHead],
+        *,
+        failed: Mapping[str, HeadError] | None = None,
+        random_backbone: bool = False,
+    ) -> None:
+        self.extractor = extractor
+        self.heads: dict[str, LoadedHead] = {}
+        self.failed: dict[str, HeadError] = dict(failed or {})  # heads that could not be loaded
+        self.random_backbone = random_backbone
+        num_layers = extractor.backbone.num_layers
+        wanted: dict[str, list[int]] = {}
+        for head in heads:
+            try:
+                wanted[head.name] = resolve_layer_indices(head.manifest.layers, num_layers)
+            except ValueError as e:
+                self.failed[head.name] = HeadError(head.name, head.manifest.path, f"'layers': {e}")
+                continue
+            head.model.to(extractor.device)
+            self.heads[head.name] = head
+        # The backbone computes the union of the heads' layers, once; each head picks its own.
+        self.layers = sorted({i for layers in wanted.values() for i in layers}) or [num_layers - 1]
+        extractor.layers = self.layers
+        self._picks = {name: [self.layers.index(i) for i in layers] for name, layers in wanted.items()}
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        backbone: str = "vits16plus",
+        backbone_weights: str | Path | None = None,
+        device: str = "cuda",
+        precision: str = "fp32",
+        size: int = 640,
+        resize_mode: str = "stretch",
+        heads: Sequence[str] | None = None,
+        head_dirs: Iterable[str | Path] = (),
+        head_params: Mapping[str, Mapping[str, Any]] | None = None,
+        head_weights: Mapping[str, str | Path] | None = None,
+        random_weights: bool = False,
+        warmup: bool = True,
+        backbone_overrides: Mapping[str, Any] | None = None,
+    ) -> Engine:
+        """Load a backbone and the enabled heads (``None``: every head found).
+
+        A head that cannot be loaded is logged and listed in ``failed``; the rest
+        run. Asking for a head that no folder provides is a configuration error.
+        ``random_weights`` runs with random weights wherever no file is found (for
+        smoke tests and demos; results are meaningless). ``warmup`` runs one blank
+        frame so that the first camera frame is not slow and a head that cannot
+        run at all is caught at start.
+        """
+        manifests, failed = discover(head_dirs)
+        names = list(manifests) + [n for n in failed if n not in manifests] if heads is None else list(heads)
+        unknown = [n for n in names if n not in manifests and n not in failed]
+        if unknown:
+            found = ", ".join(sorted({*manifests, *failed})) or "none"
+            raise ValueError(f"unknown head(s) {unknown}; heads found: {found}")
+        for name in set(head_params or {}) | set(head_weights or {}):
+            if name not in names:
+                raise ValueError(f"parameters or weights given for head {name!r}, which is not enabled")
+        failed = {n: e for n, e in failed.items() if n in names}
+
+        spec = get_backbone_spec(backbone)
+        overrides = dict(backbone_overrides or {})
+        random_backbone = False
+        try:
+            model = load_backbone(spec.name, backbone_weights, **overrides)
+        except WeightsNotFoundError as e:
+            if not random_weights or backbone_weights is not None:
+                raise
+            log.warning("%s\n-> running backbone %s with RANDOM weights", e, spec.name)
+            model, random_backbone = create_backbone(spec.name, **overrides), True
+        extractor = FeatureExtractor(model, spec, device=device, precision=precision, size=size, resize_mode=resize_mode)
+
+        loaded = []
+        for name in names:
+            if name in failed:
+                continue
+            try:
+                head = load_head(
+                    manifests[name],
+                    device=extractor.device,
+                    params=(head_params or {}).get(name),
+                    weights=(head_weights or {}).get(name),
+                    random_weights=random_weights,
+                )
+            except HeadError as e:
+                failed[name] = e
+                continue
+            _warn_if_trained_elsewhere(head, spec.arch, size, resize_mode)
+            loaded.append(head)
+        engine = cls(extractor, loaded, failed=failed, random_backbone=random_backbone)
+        if warmup:
+            engine.warmup()
+        for error in engine.failed.values():
+            log.error("%s; the other heads still run", error)
+        return engine
+
+    @property
+    def device(self) -> torch.device:
+        return self.extractor.device
+
+    @property
+    def random_weights(self) -> list[str]:
+        """What runs on random weights: ``backbone`` and/or head names (empty in real use)."""
+        heads = [name for name, head in self.heads.items() if head.random_weights]
+        return ["backbone"] * self.random_backbone + heads
+
+    def set_params(self, head: str, **values: Any) -> None:
+        """Change a head's parameters at run time (validated; a bad value leaves them unchanged)."""
+        if head not in self.heads:
+            raise KeyError(f"no running head {head!r}; running: {', '.join(self.heads) or 'none'}")
+        self.heads[head].set_params(**values)
+
+    def warmup(self) -> None:
+        """Run a blank frame; heads that fail on it are moved to ``failed``."""
+        side = self.extractor.preprocess.size
+        frame = self(np.zeros((side, side, 3), dtype=np.uint8))
+        for name, error in frame.errors.items():
+            self.failed[name] = HeadError(name, error.path, f"failed its warm-up run on a blank frame: {error}")
+            del self.heads[name]
+
+    def __call__(self, image: np.ndarray) -> FrameResult:
+        """Run every head on one RGB uint8 (H, W, 3) frame."""
+        sync = self._synchronize
+        start = time.perf_counter()
+        prepared = self.extractor.preprocess(image)
+        sync()
+        after_pre = time.perf_counter()
+        maps = self.extractor.run_backbone(prepared)
+        sync()
+        after_backbone = time.perf_counter()
+
+        results: dict[str, Any] = {}
+        errors: dict[str, HeadError] = {}
+        forward_s: dict[str, float] = {}
+        post_s: dict[str, float] = {}
+        for name, head in list(self.heads.items()):
+            t0 = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    with autocast(self.extractor.device, self.extractor.dtype):
+                        outputs = head.model([maps[i] for i in self._picks[name]])
+                    sync()
+                    t1 = time.perf_counter()
+                    results[name] = head.model.postprocess(outputs, prepared, head.params)
+            except Exception as e:  # a plug-in may fail in any way; it must not stop the others
+                errors[name] = HeadError(name, head.manifest.module_path, f"failed on this frame: {type(e).__name__}: {e}")
+                continue
+            forward_s[name] = t1 - t0
+            post_s[name] = time.perf_counter() - t1
+        timings = StageTimings(
+            preprocess=after_pre - start, backbone=after_backbone - after_pre, heads=forward_s, postprocess=post_s
+        )
+        return FrameResult(results=results, errors=errors, timings=timings, image_size=prepared.original_size)
+
+    def _synchronize(self) -> None:
+        if self.extractor.device.type == "cuda":
+            torch.cuda.synchronize(self.extractor.device)
+
+
+def _warn_if_trained_elsewhere(head: LoadedHead, arch: str, size: int, resize_mode: str) -> None:
+    """Weights trained on other features give plausible-looking garbage; say so at start."""
+    if head.weights is None:
+        return
+    running = {"backbone": arch, "size": size, "resize_mode": resize_mode}
+    for key, expected in head.manifest.trained_on.items():
+        if running[key] != expected:
+            log.warning(
+                "head %s was trained with %s=%s but the engine runs %s=%s: its results may be poor",
+                head.name, key, expected, key, running[key],
+            )

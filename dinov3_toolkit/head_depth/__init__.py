@@ -1,0 +1,1 @@
+"""Built-in head: a small DPT-style monocular depth decoder (DepthHeadLite)."""

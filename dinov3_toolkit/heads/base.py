@@ -1,0 +1,58 @@
+"""The class every plug-in head's model derives from.
+
+A head is split the way torchvision's detection models are:
+
+* ``forward(features)`` is the network: backbone feature maps in, raw tensors
+  out (what ONNX export and training see). It runs under the engine's autocast.
+* ``postprocess(outputs, image, params)`` turns those tensors into a typed
+  result (``dinov3_toolkit.results``) in the ORIGINAL image's pixels, on the
+  device, copying only the small final result to the host.
+* ``checkpoint_filter(state_dict)`` converts foreign key layouts before the
+  strict load, or raises ``CheckpointError`` for a layout it recognises but
+  cannot load (timm's ``checkpoint_filter_fn`` habit).
+
+Batches are of one frame: the engine runs a camera stream frame by frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..preprocess import PreparedImage
+
+
+class HeadError(RuntimeError):
+    """A head that cannot be loaded or failed on a frame; names the head and the file at fault."""
+
+    def __init__(self, head: str, path: object, message: str) -> None:
+        super().__init__(f"head {head!r} ({path}): {message}")
+        self.head = head
+        self.path = path
+
+
+class Head(nn.Module):
+    """Base of every head model. Subclasses set their layers in ``__init__`` from the manifest's ``args``."""
+
+    #: Filled in by the loader from the head's ``class_names.txt`` (empty for heads without classes).
+    class_names: tuple[str, ...] = ()
+
+    def forward(self, features: list[torch.Tensor]) -> Any:
+        """``features``: the maps of the manifest's ``layers``, each (1, C, h, w). Returns raw tensors."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(features)")
+
+    def postprocess(self, outputs: Any, image: PreparedImage, params: Mapping[str, Any]) -> Any:
+        """Raw ``outputs`` of ``forward`` -> a result in ``image.original_size`` pixels.
+
+        ``params`` holds the head's current parameter values (manifest defaults
+        plus the user's overrides), already validated.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement postprocess(outputs, image, params)")
+
+    @classmethod
+    def checkpoint_filter(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Convert a foreign layout to this model's keys; the default accepts the file as it is."""
+        return state_dict

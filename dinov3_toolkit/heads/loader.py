@@ -1,0 +1,209 @@
+"""Finding head folders, importing their code, building their models and loading their weights.
+
+Discovery looks at ``dinov3_toolkit/head_*`` first, then at each extra folder
+the user names, which is either a head folder itself or a folder of
+``head_*`` folders. Every step that can go wrong raises a ``HeadError`` naming
+the head and the file, so a caller can skip that head and keep the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import logging
+import sys
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..backbone.weights import user_weights_dirs
+from ..checkpoint import CheckpointError, load_into, read_state_dict
+from .base import Head, HeadError
+from .manifest import FOLDER_PREFIX, MANIFEST, HeadManifest, head_name, load_manifest
+
+log = logging.getLogger(__name__)
+
+BUILTIN_DIR = Path(__file__).resolve().parents[1]  # dinov3_toolkit/
+_EXTERNAL_PACKAGE = "dinov3_heads"  # parent package of heads imported from outside dinov3_toolkit
+
+
+def find_head_folders(extra_dirs: Iterable[str | Path] = ()) -> list[Path]:
+    """Head folders in discovery order: the built-in ones, then each extra folder's."""
+    folders = sorted(p for p in BUILTIN_DIR.glob(f"{FOLDER_PREFIX}*") if p.is_dir())
+    for extra in extra_dirs:
+        extra = Path(extra).expanduser().resolve()
+        if not extra.is_dir():
+            raise FileNotFoundError(f"head folder {extra} does not exist")
+        if (extra / MANIFEST).is_file():
+            folders.append(extra)
+        else:
+            folders += sorted(p for p in extra.glob(f"{FOLDER_PREFIX}*") if p.is_dir())
+    return folders
+
+
+def discover(extra_dirs: Iterable[str | Path] = ()) -> tuple[dict[str, HeadManifest], dict[str, HeadError]]:
+    """Every head's manifest by name, and the heads whose manifest is broken.
+
+    Names are unique: the first folder found wins (so a built-in head cannot be
+    shadowed by accident) and a later folder of the same name is logged as an error.
+    """
+    manifests: dict[str, HeadManifest] = {}
+    errors: dict[str, HeadError] = {}
+    for folder in find_head_folders(extra_dirs):
+        name = head_name(folder)
+        if name in manifests or name in errors:
+            first = manifests[name].folder if name in manifests else errors[name].path.parent
+            log.error("%s", HeadError(name, folder, f"ignored: a head of this name was already found at {first}"))
+            continue
+        try:
+            manifests[name] = load_manifest(folder)
+        except HeadError as e:
+            errors[name] = e
+    return manifests, errors
+
+
+def import_head_class(manifest: HeadManifest) -> type[Head]:
+    """The model class named by ``manifest.model``, imported from the head's folder."""
+    path = manifest.module_path
+    try:
+        module = importlib.import_module(f"{_package_for(manifest.folder)}.{manifest.module}")
+    except Exception as e:  # a head's code can fail to import in any way; report it as that head's error
+        raise HeadError(manifest.name, path, f"cannot be imported: {type(e).__name__}: {e}") from e
+    cls = getattr(module, manifest.class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Head)):
+        raise HeadError(
+            manifest.name, path, f"has no class {manifest.class_name} derived from dinov3_toolkit.heads.Head"
+        )
+    return cls
+
+
+def _package_for(folder: Path) -> str:
+    """Import a head folder as a package, so its modules may import each other relatively.
+
+    Built-in heads are part of dinov3_toolkit. Others get a package name made
+    unique by their path (two extra folders may both hold a ``head_probe``); the
+    folder does not need an ``__init__.py``.
+    """
+    if folder.parent == BUILTIN_DIR:
+        return f"{BUILTIN_DIR.name}.{folder.name}"
+    if _EXTERNAL_PACKAGE not in sys.modules:
+        root = types.ModuleType(_EXTERNAL_PACKAGE)
+        root.__path__ = []
+        sys.modules[_EXTERNAL_PACKAGE] = root
+    digest = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
+    name = f"{_EXTERNAL_PACKAGE}.{folder.name}_{digest}"
+    if name not in sys.modules:
+        init = folder / "__init__.py"
+        if init.is_file():
+            spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(folder)])
+            package = importlib.util.module_from_spec(spec)
+            sys.modules[name] = package
+            spec.loader.exec_module(package)
+        else:
+            package = types.ModuleType(name)
+            package.__path__ = [str(folder)]
+            sys.modules[name] = package
+    return name
+
+
+@dataclass
+class LoadedHead:
+    """A head ready to run: its manifest, its model (eval mode, on the device) and its current parameters."""
+
+    manifest: HeadManifest
+    model: Head
+    params: Mapping[str, Any]
+    weights: Path | None  # the file loaded; None when random or when the manifest names none
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def random_weights(self) -> bool:
+        """True when the manifest names a weights file but none was loaded."""
+        return self.manifest.weights is not None and self.weights is None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.model.class_names
+
+    def set_params(self, **values: Any) -> None:
+        """Change parameters; all are validated first, then swapped in at once (safe while frames run)."""
+        current = {**self.params, **values}
+        self.params = self.manifest.resolve_params(current)
+
+
+def weights_candidates(manifest: HeadManifest) -> list[Path]:
+    """Where a head's weights file may be: in the head folder, then ``<weights dir>/head_<name>/``.
+
+    The second place lets every weights file live in one folder (``$DINOV3_WEIGHTS_DIR``,
+    or this package's ``weights/``), which also works once the package is installed.
+    """
+    if manifest.weights is None:
+        return []
+    return [manifest.weights] + [d / manifest.folder.name / manifest.weights.name for d in user_weights_dirs()]
+
+
+def load_head(
+    manifest: HeadManifest,
+    *,
+    device: torch.device | str = "cpu",
+    params: Mapping[str, Any] | None = None,
+    weights: str | Path | None = None,
+    random_weights: bool = False,
+) -> LoadedHead:
+    """Build the head's model, load its weights strictly and validate its parameters.
+
+    ``weights`` overrides the manifest's file. When no file is found, ``random_weights``
+    keeps the random initialisation (with a warning) instead of failing.
+    """
+    name = manifest.name
+    values = manifest.resolve_params(dict(params or {}))
+    cls = import_head_class(manifest)
+    class_names = manifest.read_class_names()
+    args = dict(manifest.args)
+    if class_names:
+        if args.setdefault("num_classes", len(class_names)) != len(class_names):
+            raise HeadError(
+                name, manifest.path, f"args say num_classes={args['num_classes']} but {manifest.classes.name} "
+                f"has {len(class_names)} names"
+            )
+    try:
+        model = cls(**args)
+    except Exception as e:  # the constructor is the head author's code
+        raise HeadError(name, manifest.path, f"{cls.__name__}(**args) failed: {type(e).__name__}: {e}") from e
+    model.class_names = class_names
+    path = _find_weights(manifest, weights, random_weights)
+    if path is not None:
+        try:
+            state_dict = cls.checkpoint_filter(read_state_dict(path))
+            load_into(model, state_dict, source=f"weights file {path}")
+        except CheckpointError as e:
+            raise HeadError(name, path, str(e)) from e
+        log.info("head %s: weights from %s", name, path)
+    return LoadedHead(manifest=manifest, model=model.eval().to(device), params=values, weights=path)
+
+
+def _find_weights(manifest: HeadManifest, override: str | Path | None, random_weights: bool) -> Path | None:
+    if override is not None:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise HeadError(manifest.name, path, "weights file given for this head does not exist")
+        return path
+    candidates = weights_candidates(manifest)
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is not None or not candidates:
+        return found
+    looked = ", ".join(str(p) for p in candidates)
+    if random_weights:
+        log.warning("head %s: no weights file (looked for %s): running with RANDOM weights", manifest.name, looked)
+        return None
+    readme = manifest.weights.parent / "README.md"
+    where = f"; {readme} says where to get it" if readme.is_file() else ""
+    raise HeadError(manifest.name, manifest.weights, f"weights file not found (looked for {looked}){where}")

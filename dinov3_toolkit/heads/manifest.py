@@ -1,0 +1,210 @@
+"""``head.yaml``: what a head folder is and how to build it.
+
+A complete manifest (only ``task`` and ``model`` are required)::
+
+    description: FCOS detector, COCO 80 classes        # one line, shown by listings
+    task: detection          # detection | segmentation | depth | any other word
+    model: model.DinoFCOSHead   # <module in this folder>.<class>, a dinov3_toolkit.heads.Head
+    args:                    # keyword arguments of the class's constructor
+      in_channels: 384
+    classes: class_names.txt # one name per line; the class also gets num_classes=<count>
+    weights: weights/model.pth  # relative to the folder (.pth / .pt / .safetensors)
+    layers: [-1]             # backbone layers the head reads, in the order forward() gets them
+    trained_on:              # what the weights expect; a mismatch is logged as a warning
+      backbone: vits16plus
+      size: 640
+      resize_mode: stretch
+    params:                  # run-time parameters; users override them, the node can change them live
+      score_threshold: {default: 0.2, min: 0.0, max: 1.0, description: keep boxes scoring above this}
+
+YAML because ROS users already write ``params.yaml`` and PyYAML is in every
+ROS install (rosdep key ``python3-yaml``). The head's name is its folder's name
+without ``head_``; the manifest does not repeat it, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .base import HeadError
+
+MANIFEST = "head.yaml"
+FOLDER_PREFIX = "head_"
+_KEYS = {"description", "task", "model", "args", "classes", "weights", "layers", "trained_on", "params"}
+_PARAM_KEYS = {"default", "description", "min", "max", "choices"}
+_TRAINED_ON_KEYS = {"backbone", "size", "resize_mode"}
+_PARAM_TYPES = (bool, int, float, str)  # bool first: it is also an int
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One run-time parameter: its default (which fixes its type), an optional range or choices."""
+
+    name: str
+    default: bool | int | float | str
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    @property
+    def type(self) -> type:
+        return next(t for t in _PARAM_TYPES if isinstance(self.default, t))
+
+    def validate(self, value: object) -> bool | int | float | str:
+        """``value`` converted to this parameter's type, or a ``ValueError`` saying what was expected."""
+        expected = self.type
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise ValueError(f"parameter {self.name} must be a {expected.__name__}, got {value!r}")
+        if self.min is not None and value < self.min or self.max is not None and value > self.max:
+            raise ValueError(f"parameter {self.name} must be in [{self.min}, {self.max}], got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"parameter {self.name} must be one of {list(self.choices)}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class HeadManifest:
+    """A parsed ``head.yaml``; paths are absolute."""
+
+    name: str
+    folder: Path
+    task: str
+    module: str  # module name inside the folder, e.g. "model"
+    class_name: str
+    description: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+    classes: Path | None = None
+    weights: Path | None = None
+    layers: tuple[int, ...] = (-1,)
+    trained_on: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.folder / MANIFEST
+
+    @property
+    def module_path(self) -> Path:
+        """The file holding the model class."""
+        return self.folder / (self.module.replace(".", "/") + ".py")
+
+    def read_class_names(self) -> tuple[str, ...]:
+        """The names in ``classes``, one per line (blank lines and surrounding spaces dropped)."""
+        if self.classes is None:
+            return ()
+        if not self.classes.is_file():
+            raise HeadError(self.name, self.classes, "class names file does not exist")
+        names = tuple(line.strip() for line in self.classes.read_text(encoding="utf-8").splitlines() if line.strip())
+        if not names:
+            raise HeadError(self.name, self.classes, "class names file is empty")
+        return names
+
+    def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults updated with ``overrides``, each validated; unknown names are an error."""
+        values = {name: spec.default for name, spec in self.params.items()}
+        for name, value in (overrides or {}).items():
+            if name not in self.params:
+                known = ", ".join(self.params) or "none"
+                raise HeadError(self.name, self.path, f"has no parameter {name!r} (it has: {known})")
+            try:
+                values[name] = self.params[name].validate(value)
+            except ValueError as e:
+                raise HeadError(self.name, self.path, str(e)) from None
+        return values
+
+
+def head_name(folder: Path) -> str:
+    """``head_detection`` -> ``detection``."""
+    return folder.name[len(FOLDER_PREFIX) :]
+
+
+def load_manifest(folder: str | Path) -> HeadManifest:
+    """Read and check ``<folder>/head.yaml``; every problem is a ``HeadError`` naming the file."""
+    folder = Path(folder).resolve()
+    name = head_name(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise HeadError(name, path, f"no {MANIFEST} in the head folder")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise HeadError(name, path, f"is not valid YAML: {e}") from None
+
+    def fail(message: str) -> HeadError:
+        return HeadError(name, path, message)
+
+    if not isinstance(raw, dict):
+        raise fail(f"must be a YAML mapping, got {type(raw).__name__}")
+    if unknown := set(raw) - _KEYS:
+        raise fail(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+    for key in ("task", "model"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise fail(f"needs '{key}' (a string), got {raw.get(key)!r}")
+    model = re.fullmatch(r"([A-Za-z_][\w.]*)\.([A-Za-z_]\w*)", raw["model"])
+    if model is None:
+        raise fail(f"'model' must be <module>.<Class>, got {raw['model']!r}")
+    args = raw.get("args") or {}
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise fail(f"'args' must be a mapping of constructor arguments, got {args!r}")
+    layers = raw.get("layers", [-1])
+    if not isinstance(layers, list) or not layers or not all(type(i) is int for i in layers):
+        raise fail(f"'layers' must be a non-empty list of backbone layer indices, got {layers!r}")
+    trained_on = raw.get("trained_on") or {}
+    if not isinstance(trained_on, dict) or set(trained_on) - _TRAINED_ON_KEYS:
+        raise fail(f"'trained_on' may only hold {sorted(_TRAINED_ON_KEYS)}, got {trained_on!r}")
+    return HeadManifest(
+        name=name,
+        folder=folder,
+        task=raw["task"],
+        module=model[1],
+        class_name=model[2],
+        description=str(raw.get("description", "")),
+        args=args,
+        classes=_optional_path(folder, raw, "classes", fail),
+        weights=_optional_path(folder, raw, "weights", fail),
+        layers=tuple(layers),
+        trained_on=trained_on,
+        params=_parse_params(raw.get("params") or {}, fail),
+    )
+
+
+def _optional_path(folder: Path, raw: dict, key: str, fail) -> Path | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise fail(f"'{key}' must be a file name relative to the head folder, got {value!r}")
+    return folder / value
+
+
+def _parse_params(raw: object, fail) -> dict[str, ParamSpec]:
+    if not isinstance(raw, dict):
+        raise fail(f"'params' must be a mapping of name: {{default: ...}}, got {raw!r}")
+    params = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict) or "default" not in entry or set(entry) - _PARAM_KEYS:
+            raise fail(f"parameter {name!r} must be a mapping with 'default' and optionally {sorted(_PARAM_KEYS)}")
+        if not isinstance(entry["default"], _PARAM_TYPES):
+            raise fail(f"parameter {name!r}: default must be a bool, int, float or string, got {entry['default']!r}")
+        spec = ParamSpec(
+            name=str(name),
+            default=entry["default"],
+            description=str(entry.get("description", "")),
+            min=entry.get("min"),
+            max=entry.get("max"),
+            choices=tuple(entry.get("choices") or ()),
+        )
+        try:
+            spec.validate(spec.default)
+        except ValueError as e:
+            raise fail(f"default of {e}") from None
+        params[spec.name] = spec
+    return params

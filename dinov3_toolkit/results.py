@@ -1,0 +1,88 @@
+"""What heads return: one typed result per head per frame, in the original image's pixels.
+
+These are the only shapes the ROS layer knows how to publish (``Detections`` ->
+``vision_msgs/Detection2DArray``, ``SemanticLabels`` -> a mono8/mono16 label
+image, ``DepthMap`` -> a 32FC1 image). A head may return any other object; it
+then still gets an overlay if it registers a drawer (see ``overlays``).
+
+All arrays live on the host (numpy): post-processing runs on the device and
+only these small results are copied back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes in the original image's pixels.
+
+    ``boxes`` is (N, 4) float32 ``[x1, y1, x2, y2]`` with x to the right and y down,
+    0 <= x <= width, 0 <= y <= height; ``scores`` (N,) float32 in [0, 1], sorted
+    descending; ``labels`` (N,) int64 indices into ``class_names``.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        if self.boxes.shape != (n, 4) or self.labels.shape != (n,):
+            raise ValueError(
+                f"Detections need boxes (N, 4), scores (N,) and labels (N,) with one N, got "
+                f"{self.boxes.shape}, {self.scores.shape} and {self.labels.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def names(self) -> list[str]:
+        """The class name of each detection."""
+        return [self.class_names[i] for i in self.labels]
+
+
+@dataclass(frozen=True)
+class SemanticLabels:
+    """A class index per pixel of the original image.
+
+    ``labels`` is (H, W) uint8 when there are at most 256 classes, else uint16
+    (the dtypes of ROS ``mono8`` / ``mono16`` images); values index ``class_names``.
+    """
+
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.labels.ndim != 2 or self.labels.dtype != label_dtype(len(self.class_names)):
+            raise ValueError(
+                f"SemanticLabels need an (H, W) {np.dtype(label_dtype(len(self.class_names)))} map for "
+                f"{len(self.class_names)} classes, got {self.labels.dtype} {self.labels.shape}"
+            )
+
+
+@dataclass(frozen=True)
+class DepthMap:
+    """A float32 (H, W) depth value per pixel of the original image.
+
+    The published depth head was trained without documented units, so ``unit``
+    is whatever its manifest states (empty when unknown).
+    """
+
+    depth: np.ndarray
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.depth.ndim != 2 or self.depth.dtype != np.float32:
+            raise ValueError(f"DepthMap needs an (H, W) float32 map, got {self.depth.dtype} {self.depth.shape}")
+
+
+def label_dtype(num_classes: int) -> type[np.unsignedinteger]:
+    """The smallest ROS image dtype that holds ``num_classes`` labels: uint8 up to 256, else uint16."""
+    if num_classes > 65536:
+        raise ValueError(f"at most 65536 classes fit a mono16 label image, got {num_classes}")
+    return np.uint8 if num_classes <= 256 else np.uint16

@@ -1,0 +1,128 @@
+"""head.yaml parsing and parameter validation."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dinov3_toolkit.heads import HeadError, ParamSpec, load_manifest
+from dinov3_toolkit.heads.loader import find_head_folders, load_head
+
+PROBE = Path(__file__).resolve().parents[1] / "examples" / "head_linear_probe"
+
+
+def write_head(tmp_path: Path, text: str, name: str = "head_x") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "head.yaml").write_text(text)
+    return folder
+
+
+def test_example_manifest_is_complete():
+    m = load_manifest(PROBE)
+    assert (m.name, m.task, m.module, m.class_name) == ("linear_probe", "segmentation", "model", "LinearProbe")
+    assert m.args == {"in_channels": 384} and m.layers == (-1,)
+    assert m.weights == PROBE / "weights" / "model.safetensors" and m.module_path == PROBE / "model.py"
+    assert m.read_class_names() == ("background", "floor", "obstacle")
+    assert m.params["min_confidence"] == ParamSpec("min_confidence", 0.0, m.params["min_confidence"].description,
+                                                   0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("- a\n- b\n", "must be a YAML mapping"),
+        ("task: depth\n", "needs 'model'"),
+        ("task: depth\nmodel: Depth\n", "'model' must be <module>.<Class>"),
+        ("task: depth\nmodel: m.D\nweight: w.pth\n", "unknown key(s) ['weight']"),
+        ("task: depth\nmodel: m.D\nlayers: -1\n", "'layers' must be a non-empty list"),
+        ("task: depth\nmodel: m.D\nlayers: [1.5]\n", "'layers' must be a non-empty list"),
+        ("task: depth\nmodel: m.D\nargs: [1]\n", "'args' must be a mapping"),
+        ("task: depth\nmodel: m.D\ntrained_on: {backbone: x, fps: 3}\n", "'trained_on' may only hold"),
+        ("task: depth\nmodel: m.D\nparams: {t: 0.5}\n", "parameter 't' must be a mapping with 'default'"),
+        ("task: depth\nmodel: m.D\nparams: {t: {default: [1]}}\n", "default must be a bool, int, float or string"),
+        ("task: depth\nmodel: m.D\nparams: {t: {default: 2.0, max: 1.0}}\n", "default of parameter t must be in"),
+    ],
+)
+def test_bad_manifests_name_the_file_and_the_problem(tmp_path, text, message):
+    folder = write_head(tmp_path, text)
+    with pytest.raises(HeadError) as e:
+        load_manifest(folder)
+    assert message in str(e.value) and str(folder / "head.yaml") in str(e.value) and "'x'" in str(e.value)
+
+
+def test_missing_manifest(tmp_path):
+    (tmp_path / "head_y").mkdir()
+    with pytest.raises(HeadError, match="no head.yaml in the head folder"):
+        load_manifest(tmp_path / "head_y")
+
+
+@pytest.mark.parametrize(
+    "default, value, expected",
+    [(0.5, 1, 1.0), (0.5, 0.25, 0.25), (3, 4, 4), (True, False, False), ("a", "b", "b")],
+)
+def test_param_values_keep_their_type(default, value, expected):
+    result = ParamSpec("p", default).validate(value)
+    assert result == expected and type(result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "spec, value, message",
+    [
+        (ParamSpec("p", 3), True, "p must be a int, got True"),
+        (ParamSpec("p", 3), 2.5, "p must be a int, got 2.5"),
+        (ParamSpec("p", False), 1, "p must be a bool, got 1"),
+        (ParamSpec("p", 0.5), "0.7", "p must be a float, got '0.7'"),
+        (ParamSpec("p", 0.5, min=0.0, max=1.0), 1.5, r"p must be in \[0.0, 1.0\], got 1.5"),
+        (ParamSpec("p", 0.5, min=0.0, max=1.0), -0.1, r"p must be in \[0.0, 1.0\]"),
+        (ParamSpec("p", "a", choices=("a", "b")), "c", r"p must be one of \['a', 'b'\], got 'c'"),
+    ],
+)
+def test_param_values_are_validated(spec, value, message):
+    with pytest.raises(ValueError, match=message):
+        spec.validate(value)
+
+
+def test_num_classes_must_agree_with_the_class_names(tmp_path):
+    folder = tmp_path / "head_probe"
+    shutil.copytree(PROBE, folder)
+    (folder / "head.yaml").write_text((folder / "head.yaml").read_text().replace("in_channels: 384",
+                                                                                "in_channels: 384\n  num_classes: 4"))
+    with pytest.raises(HeadError, match="args say num_classes=4 but class_names.txt has 3 names"):
+        load_head(load_manifest(folder), random_weights=True)
+
+
+def test_missing_class_names_file(tmp_path):
+    folder = tmp_path / "head_probe"
+    shutil.copytree(PROBE, folder)
+    (folder / "class_names.txt").unlink()
+    with pytest.raises(HeadError, match="class names file does not exist"):
+        load_head(load_manifest(folder), random_weights=True)
+
+
+def test_constructor_arguments_that_do_not_fit(tmp_path):
+    folder = tmp_path / "head_probe"
+    shutil.copytree(PROBE, folder)
+    (folder / "head.yaml").write_text((folder / "head.yaml").read_text().replace("in_channels:", "channels_in:"))
+    with pytest.raises(HeadError, match=r"LinearProbe\(\*\*args\) failed: TypeError"):
+        load_head(load_manifest(folder), random_weights=True)
+
+
+def test_class_that_is_not_a_head(tmp_path):
+    folder = tmp_path / "head_probe"
+    shutil.copytree(PROBE, folder)
+    (folder / "model.py").write_text("class LinearProbe:\n    pass\n")
+    with pytest.raises(HeadError, match="has no class LinearProbe derived from dinov3_toolkit.heads.Head"):
+        load_head(load_manifest(folder), random_weights=True)
+
+
+def test_extra_folder_may_be_a_head_or_hold_heads(tmp_path):
+    shutil.copytree(PROBE, tmp_path / "many" / "head_a")
+    shutil.copytree(PROBE, tmp_path / "many" / "head_b")
+    (tmp_path / "many" / "not_a_head").mkdir()
+    folders = find_head_folders([tmp_path / "many", PROBE])
+    assert [f.name for f in folders[-3:]] == ["head_a", "head_b", "head_linear_probe"]
+    with pytest.raises(FileNotFoundError, match="head folder .* does not exist"):
+        find_head_folders([tmp_path / "nowhere"])

@@ -1,0 +1,356 @@
+"""Overlays: stable colours, pixels where they belong, labels inside objects, depth range shown, dispatch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dinov3_toolkit import overlays
+from dinov3_toolkit.overlays import (
+    add_banner,
+    composite,
+    draw_depth,
+    draw_detections,
+    draw_result,
+    draw_segmentation,
+    palette,
+)
+from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
+
+H, W = 480, 640
+NAMES = tuple(f"class{i}" for i in range(134))
+GREY = 100
+
+
+def _grey(h: int = H, w: int = W) -> np.ndarray:
+    return np.full((h, w, 3), GREY, np.uint8)
+
+
+def _dets(boxes, labels, scores=None) -> Detections:
+    scores = np.linspace(0.9, 0.5, len(boxes)) if scores is None else scores
+    return Detections(
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.array(scores, np.float32),
+        np.array(labels, np.int64),
+        NAMES,
+    )
+
+
+def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a != b).any(axis=-1)
+
+
+def _luma(rgb) -> float:
+    r, g, b = (float(c) for c in rgb)
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def _min_distance(colours: np.ndarray) -> float:
+    c = colours.astype(np.float64)
+    d = np.linalg.norm(c[:, None] - c[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return float(d.min())
+
+
+# --- palette -------------------------------------------------------------------------------------------------
+
+
+def test_palette_is_deterministic_and_prefix_stable():
+    p = palette(134)
+    assert p.shape == (134, 3) and p.dtype == np.uint8
+    np.testing.assert_array_equal(p, palette(134))
+    np.testing.assert_array_equal(palette(20), p[:20])  # a class keeps its colour whatever the class count
+    np.testing.assert_array_equal(p[0], [255, 0, 0])  # hue 0, full saturation and value
+    assert palette(0).shape == (0, 3)
+    with pytest.raises(ValueError, match="-1"):
+        palette(-1)
+
+
+def test_palette_colours_are_well_separated():
+    # The ancestor's RandomState(42) palette reaches 8.4 (134 colours) and 30.4 (first 20): bounds must beat it.
+    assert _min_distance(palette(134)) > 18.0
+    assert _min_distance(palette(20)) > 45.0
+    assert _min_distance(palette(8)) > 80.0
+
+
+# --- detections ----------------------------------------------------------------------------------------------
+
+
+def test_detection_outline_in_class_colour_and_rest_untouched():
+    image = _grey()
+    before = image.copy()
+    out = draw_detections(image, _dets([[100, 80, 300, 200]], [5]))
+    np.testing.assert_array_equal(image, before)  # input not mutated
+    assert out is not image and out.shape == image.shape and out.dtype == np.uint8
+    colour = palette(len(NAMES))[5]
+    for y, x in [(140, 100), (140, 300), (200, 200), (80, 250)]:  # left, right, bottom, top edge
+        np.testing.assert_array_equal(out[y, x], colour, err_msg=f"outline pixel {(y, x)}")
+    for y, x in [(140, 200), (400, 500), (10, 600), (300, 50)]:  # inside the box, far away
+        np.testing.assert_array_equal(out[y, x], [GREY] * 3, err_msg=f"pixel {(y, x)}")
+    # The label sits just above the box, starting at its left edge, filled with the class colour.
+    label = _changed(out[:79], image[:79])
+    ys, xs = np.nonzero(label)
+    assert ys.size and xs.min() == 100 and ys.max() == 78 and 50 < ys.min() < 79
+    assert (out[:79][label] == colour).all(axis=-1).mean() > 0.5
+
+
+def test_each_detection_gets_its_own_class_colour():
+    out = draw_detections(_grey(), _dets([[50, 100, 150, 200], [400, 100, 500, 200]], [1, 2]))
+    colours = palette(len(NAMES))
+    np.testing.assert_array_equal(out[150, 50], colours[1])
+    np.testing.assert_array_equal(out[150, 400], colours[2])
+
+
+def _label_area_above(out: np.ndarray, image: np.ndarray, y1: int) -> int:
+    return int(_changed(out[:y1 - 2], image[:y1 - 2]).sum())
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (1080, 1920)])
+def test_labels_stay_whole_at_image_edges(shape):
+    h, w = shape
+    image = _grey(h, w)
+    reference = draw_detections(image, _dets([[w // 3, h // 2, w // 3 + 60, h // 2 + 40]], [3]))
+    full_area = _label_area_above(reference, image, h // 2)
+    assert full_area > 0
+
+    # Box at the bottom-right corner, narrower than its label: the label is shifted left, not cut off.
+    corner = draw_detections(image, _dets([[w - 30, h - 40, w, h]], [3]))
+    assert _label_area_above(corner, image, h - 40) == full_area
+    assert _changed(corner[:, w - 1], image[:, w - 1]).any()
+
+    # Box touching the top edge: no room above, so the label goes inside the box.
+    top = draw_detections(image, _dets([[w // 2, 0, w // 2 + 300, 200]], [3]))
+    inside = _changed(top, image)
+    inside[:, : w // 2 + 3] = False  # drop the outline: left edge
+    inside[:3] = False  # and the part of the label that overlaps the top edge
+    assert inside[:100].sum() > 0.7 * full_area
+    assert not _changed(top[:, : w // 2 - 3], image[:, : w // 2 - 3]).any()
+
+    # Box just below the top edge, with no room above: the label is inside the box, not straddling its edge.
+    near_top = draw_detections(image, _dets([[w // 2, 10, w // 2 + 300, 200]], [3]))
+    assert not _changed(near_top[:7], image[:7]).any()
+
+
+def test_detections_empty_and_bad_image():
+    image = _grey()
+    np.testing.assert_array_equal(draw_detections(image, _dets([], [])), image)
+    with pytest.raises(TypeError, match="float32"):
+        draw_detections(image.astype(np.float32), _dets([], []))
+
+
+# --- segmentation --------------------------------------------------------------------------------------------
+
+
+def _textured() -> np.ndarray:
+    yy, xx = np.indices((H, W))
+    return np.stack([(xx * 7) % 251, (yy * 3) % 241, (xx + yy) % 233], axis=-1).astype(np.uint8)
+
+
+def _blend(image: np.ndarray, lab: np.ndarray, alpha: float, background: int | None) -> np.ndarray:
+    """Independent float64 reference for the blend formula."""
+    colours = palette(len(NAMES)).astype(np.float64)[lab]
+    blended = np.rint((1 - alpha) * image.astype(np.float64) + alpha * colours).astype(np.uint8)
+    paint = np.ones(lab.shape, bool) if background is None else lab != background
+    return np.where(paint[..., None], blended, image)
+
+
+def _l_shape() -> np.ndarray:
+    lab = np.zeros((H, W), np.uint8)
+    lab[40:440, 40:120] = 1  # vertical bar
+    lab[360:440, 40:600] = 1  # horizontal bar: centroid ~(327, 233) is outside both
+    return lab
+
+
+def _ring() -> np.ndarray:
+    yy, xx = np.indices((H, W))
+    r = np.hypot(yy - 240, xx - 320)
+    return ((r > 110) & (r < 220)).astype(np.uint8)  # centroid at the centre of the hole
+
+
+@pytest.mark.parametrize("make", [_l_shape, _ring])
+def test_segmentation_name_inside_region_not_at_centroid(make):
+    lab = make()
+    image = _textured()
+    before = image.copy()
+    out = draw_segmentation(image, SemanticLabels(lab, NAMES), alpha=0.5, background=0)
+    np.testing.assert_array_equal(image, before)
+    text = _changed(out, _blend(image, lab, 0.5, 0))  # pixels the name label changed
+    assert text.sum() > 100
+    assert lab[text].all(), "every pixel of the name label must lie inside the region"
+    ys, xs = np.nonzero(lab)
+    ty, tx = np.nonzero(text)
+    assert ys.min() <= ty.min() and ty.max() <= ys.max() and xs.min() <= tx.min() and tx.max() <= xs.max()
+    cy, cx = ys.mean(), xs.mean()
+    assert lab[round(cy), round(cx)] == 0  # the shapes really have their centroid outside
+    assert np.hypot(ty - cy, tx - cx).min() > 40
+
+
+def test_segmentation_blend_values_and_background():
+    lab = np.zeros((H, W), np.uint8)
+    lab[100:110, 200:210] = 7  # too small to be named: only the blend changes pixels
+    image = _textured()
+    out = draw_segmentation(image, SemanticLabels(lab, NAMES), alpha=0.25, background=0)
+    np.testing.assert_array_equal(out, _blend(image, lab, 0.25, 0))  # 0.25 is exact in float32 as well
+    y, x = 105, 205
+    expected = np.rint(0.75 * image[y, x].astype(np.float64) + 0.25 * palette(8)[7]).astype(np.uint8)
+    np.testing.assert_array_equal(out[y, x], expected)
+    # Other alphas are computed in float32 (OpenCV): within one level of the exact value.
+    out = draw_segmentation(image, SemanticLabels(lab, NAMES), alpha=0.3, background=0)
+    assert np.abs(out.astype(int) - _blend(image, lab, 0.3, 0)).max() <= 1
+    np.testing.assert_array_equal(out[300, 300], image[300, 300])  # background untouched
+
+    everything = draw_segmentation(image, SemanticLabels(np.zeros((H, W), np.uint8), NAMES), background=None)
+    np.testing.assert_array_equal(everything[5, 5], np.rint(0.5 * image[5, 5] + 0.5 * palette(1)[0]))
+
+
+def test_segmentation_uint16_and_validation():
+    names = tuple(f"c{i}" for i in range(300))
+    lab = np.full((H, W), 299, np.uint16)
+    out = draw_segmentation(_grey(), SemanticLabels(lab, names), alpha=1.0, background=None)
+    np.testing.assert_array_equal(out[0, 0], palette(300)[299])
+    with pytest.raises(ValueError, match=r"\(240, 320\)"):
+        draw_segmentation(_grey(), SemanticLabels(np.zeros((240, 320), np.uint8), NAMES))
+    with pytest.raises(ValueError, match="1.5"):
+        draw_segmentation(_grey(), SemanticLabels(np.zeros((H, W), np.uint8), NAMES), alpha=1.5)
+    with pytest.raises(ValueError, match="200"):
+        draw_segmentation(_grey(), SemanticLabels(np.full((H, W), 200, np.uint8), NAMES[:10]))
+
+
+# --- depth ---------------------------------------------------------------------------------------------------
+
+
+def _ramp(lo: float = 1.0, hi: float = 5.0) -> np.ndarray:
+    return np.tile(np.linspace(lo, hi, W, dtype=np.float32), (H, 1))
+
+
+def test_depth_near_bright_invalid_black_rgb_order():
+    d = _ramp()
+    d[0, 0], d[0, 1], d[0, 2], d[0, 3] = np.nan, np.inf, 0.0, -1.0
+    out = draw_depth(DepthMap(d))
+    assert out.shape == (H, W, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0, :4], 0)
+    near, far = out[100, 20], out[100, 600]
+    assert _luma(near) > _luma(far) + 100
+    assert near[0] > near[2]  # INFERNO's near end is yellow in RGB (it would be cyan-ish if BGR leaked through)
+    assert far.any()  # the far end is dark but not black: black only means invalid
+    lumas = [_luma(out[100, x]) for x in range(20, 600, 40)]
+    assert all(a > b for a, b in zip(lumas, lumas[1:]))
+
+
+def test_depth_range_default_percentiles_and_explicit():
+    d = _ramp(1.0, 3.0)
+    d[::10, ::10] = 1000.0  # 1% outliers must not squash the scene into one colour
+    out = draw_depth(DepthMap(d))
+    mid = _luma(out[101, W // 2 + 1])
+    assert _luma(out[101, 1]) > mid + 50 and mid > _luma(out[101, W - 2]) + 50
+
+    values = np.array([0.5, 1.0, 2.0, 3.0, 4.0], np.float32)
+    d = np.repeat(np.repeat(values[None], 40, 0), W // 5, 1)
+    d = np.pad(d, ((0, H - 40), (0, 0)), constant_values=2.0)
+    out = draw_depth(DepthMap(d), vmin=1.0, vmax=3.0)
+    px = [out[10, W // 5 * i + 10] for i in range(5)]
+    np.testing.assert_array_equal(px[0], px[1])  # clipped at vmin
+    np.testing.assert_array_equal(px[3], px[4])  # clipped at vmax
+    assert _luma(px[1]) > _luma(px[2]) > _luma(px[3])
+    with pytest.raises(ValueError, match="vmin=3.0"):
+        draw_depth(DepthMap(d), vmin=3.0, vmax=1.0)
+
+
+def test_depth_legend_states_range_and_unit():
+    flat = DepthMap(np.full((H, W), 2.0, np.float32))
+    out = draw_depth(flat)
+    np.testing.assert_array_equal(out[:100, :100], np.broadcast_to(out[0, 0], (100, 100, 3)))  # plain corner
+    corner = out[-60:, -120:]
+    assert _changed(corner, np.broadcast_to(out[0, 0], corner.shape)).mean() > 0.5
+    # Different range or unit -> different legend text; the scene colours stay the same.
+    with_unit = draw_depth(DepthMap(flat.depth, unit="m"))
+    assert _changed(with_unit[-60:, -120:], corner).any()
+    invalid = DepthMap(np.zeros((H, W), np.float32))  # all black, so only the legend can change
+    legend = draw_depth(invalid, vmin=1.0, vmax=3.0)
+    for other in (draw_depth(invalid, vmin=1.0, vmax=7.0), draw_depth(invalid, vmin=1.5, vmax=3.0)):  # both ends
+        changed = _changed(other, legend)
+        assert changed[-60:, -200:].any() and not changed[:-60].any()
+    np.testing.assert_array_equal(with_unit[:100, :100], out[:100, :100])
+
+
+def test_depth_tiny_and_all_invalid():
+    assert draw_depth(DepthMap(np.full((3, 3), np.nan, np.float32))).shape == (3, 3, 3)
+    out = draw_depth(DepthMap(np.zeros((H, W), np.float32)))
+    assert not out[:100, :100].any()
+
+
+# --- banner, dispatch, composite -----------------------------------------------------------------------------
+
+
+def test_banner_red_strip_with_text():
+    image = _grey()
+    out = add_banner(image, "RANDOM WEIGHTS - output is meaningless")
+    np.testing.assert_array_equal(image, _grey())
+    np.testing.assert_array_equal(out[1, -2], [200, 0, 0])
+    white = (out[:40] > 230).all(axis=-1)
+    assert white.sum() > 50 and white[:, :3].sum() == 0  # text, with a margin
+    np.testing.assert_array_equal(out[H // 2:], image[H // 2:])
+    long = add_banner(_grey(120, 160), "RANDOM WEIGHTS - output is meaningless")  # shrunk, not cut off
+    assert (long[:, -3:] > 230).all(axis=-1).sum() == 0
+
+
+def test_draw_result_dispatch_and_unknown_type():
+    image = _grey()
+    det = _dets([[100, 80, 300, 200]], [5])
+    np.testing.assert_array_equal(draw_result(image, det), draw_detections(image, det))
+    depth = DepthMap(_ramp()[::2, ::2].copy())  # other size: resized to the image
+    assert draw_result(image, depth).shape == image.shape
+
+    class Mystery:
+        pass
+
+    with pytest.raises(TypeError, match=r"Mystery.*draw_result\.register"):
+        draw_result(image, Mystery())
+    with pytest.raises(TypeError, match="result class"):
+        draw_result.register("Mystery")
+
+
+def test_registered_drawer_used_by_draw_result_and_composite():
+    class Heat:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+    @draw_result.register(Heat)
+    def _draw_heat(image: np.ndarray, result: Heat) -> np.ndarray:
+        return np.full_like(image, result.value)
+
+    image = _grey()
+    np.testing.assert_array_equal(draw_result(image, Heat(7)), np.full_like(image, 7))
+    out = composite(image, {"heat": Heat(7)})
+    assert out.shape == (H, 2 * W, 3)
+    np.testing.assert_array_equal(out[:H // 2, W:], 7)  # the panel, away from its caption
+    np.testing.assert_array_equal(out[:, :W], image)  # nothing overlaid on the camera image
+    assert _changed(out[-40:, W:W + 80], np.full((40, 80, 3), 7, np.uint8)).any()  # caption
+    assert overlays._drawers.dispatch(np.ndarray) is overlays._drawers.dispatch(object)  # nothing leaked
+
+
+def test_composite_layout():
+    image = _textured()
+    lab = _l_shape()
+    det = _dets([[300, 100, 500, 250]], [2])
+    seg = SemanticLabels(lab, NAMES)
+    depth = DepthMap(_ramp())
+
+    np.testing.assert_array_equal(composite(image, {}), image)
+    assert composite(image, {}) is not image
+
+    both = composite(image, {"seg": seg, "det": det})
+    assert both.shape == (H, W, 3)
+    expected = draw_detections(draw_segmentation(image, seg), det)
+    same = ~_changed(both, expected)
+    assert same[: H - 40].all()  # only the bottom-left caption differs
+    assert not same[H - 40:, :200].all()
+
+    panels = composite(image, {"det": det, "depth": depth, "seg": seg})
+    assert panels.shape == (H, 2 * W, 3)
+    np.testing.assert_array_equal(panels[: H - 40, W:], draw_depth(depth)[: H - 40])
+
+    warned = composite(image, {"depth": depth}, notice="RANDOM WEIGHTS - output is meaningless")
+    assert warned.shape == (H, 2 * W, 3)
+    np.testing.assert_array_equal(warned[1, 2 * W - 2], [200, 0, 0])  # banner spans the whole composite
+    np.testing.assert_array_equal(composite(image, {}, notice="x")[1, -2], [200, 0, 0])
