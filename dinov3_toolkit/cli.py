@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--heads", nargs="+", help="heads to run (default: every head found)")
     demo.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
     demo.add_argument("--out", default="dinov3_demo", help="folder for the overlay images (default: %(default)s)")
-    demo.add_argument("--runs", type=_positive_int, default=3, help="timed runs per image, after one warm-up")
+    demo.add_argument("--runs", type=_positive_int, default=3, help="runs per image; timings are their median")
     demo.set_defaults(func=cmd_demo)
 
     backbones = sub.add_parser("backbones", help="list backbone variants and where their weights are")

@@ -8,8 +8,11 @@ the device: only the final (H, W) map is copied to the host.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .results import label_dtype
 
 #: Classes upsampled at a time by ``labels_at``: 16 x 720 x 1280 float32 is 59 MB,
 #: where all 134 COCO-panoptic classes at once would be 494 MB. For narrow outputs
@@ -35,7 +38,7 @@ def labels_at(logits: torch.Tensor, size: tuple[int, int], chunk: int = CLASS_CH
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     best = labels = None
     for start in range(0, logits.shape[1], chunk):
-        up = _upsample(logits[:, start : start + chunk], size)  # (1, c, H, W)
+        up = upsample_bilinear(logits[:, start : start + chunk], size)  # (1, c, H, W)
         value, index = up[0].max(dim=0)  # (H, W) each; the first maximum within the chunk
         if best is None:
             best, labels = value, index
@@ -47,15 +50,27 @@ def labels_at(logits: torch.Tensor, size: tuple[int, int], chunk: int = CLASS_CH
     return labels
 
 
+def labels_to_host(labels: torch.Tensor, num_classes: int) -> np.ndarray:
+    """An (H, W) class-index tensor as the host array ``SemanticLabels`` wants (uint8, or uint16 above 256 classes).
+
+    Narrowed on the device first so that only 1 (or 4) bytes per pixel cross to the
+    host; torch < 2.3 has no uint16, so those go as int32 and are narrowed on the host.
+    """
+    dtype = label_dtype(num_classes)
+    small = labels.to(torch.uint8 if dtype is np.uint8 else torch.int32)
+    return small.cpu().numpy().astype(dtype, copy=False)
+
+
 def resize_map(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A (1, 1, h, w) map resized bilinearly to ``size`` (H, W): an (H, W) float32 tensor on its device."""
     _check_map(x, "map")
     if x.shape[1] != 1:
         raise ValueError(f"map must have one channel, (1, 1, h, w), got shape {tuple(x.shape)}")
-    return _upsample(x.float(), _check_size(size))[0, 0]
+    return upsample_bilinear(x.float(), _check_size(size))[0, 0]
 
 
-def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, C, h, w) -> (1, C, H, W), bilinear with ``align_corners=False`` as every published head was trained."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 

@@ -4,16 +4,14 @@ The backbone runs exactly once per frame, computing only the layers the enabled
 heads read; every head then reuses those maps. A head that raises on a frame is
 reported in ``FrameResult.errors`` (named, with its file) and the others still
 return results, so one faulty plug-in never takes the camera pipeline down.
-
->>> engine = Engine.create(device="cuda", heads=["detection", "depth"])
->>> frame = engine(rgb)                     # rgb: (H, W, 3) uint8
->>> frame.results["detection"].boxes        # (N, 4) in rgb's pixels
+Usage is shown in the README, section "Heads".
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,23 +65,26 @@ class Engine:
         failed: Mapping[str, HeadError] | None = None,
         random_backbone: bool = False,
     ) -> None:
+        """``heads`` must already be on ``extractor.device`` (``load_head`` puts them there)."""
         self.extractor = extractor
         self.heads: dict[str, LoadedHead] = {}
         self.failed: dict[str, HeadError] = dict(failed or {})  # heads that could not be loaded
         self.random_backbone = random_backbone
-        num_layers = extractor.backbone.num_layers
-        wanted: dict[str, list[int]] = {}
+        self._wanted: dict[str, list[int]] = {}  # head name -> backbone layers it reads
         for head in heads:
             try:
-                wanted[head.name] = resolve_layer_indices(head.manifest.layers, num_layers)
+                self._wanted[head.name] = resolve_layer_indices(head.manifest.layers, extractor.backbone.num_layers)
             except ValueError as e:
                 self.failed[head.name] = HeadError(head.name, head.manifest.path, f"'layers': {e}")
                 continue
-            head.model.to(extractor.device)
             self.heads[head.name] = head
-        # The backbone computes the union of the heads' layers, once; each head picks its own.
-        self.layers = sorted({i for layers in wanted.values() for i in layers}) or [num_layers - 1]
-        extractor.layers = self.layers
+        self._plan_layers()
+
+    def _plan_layers(self) -> None:
+        """The backbone computes the union of the running heads' layers, once; each head picks its own."""
+        wanted = {name: layers for name, layers in self._wanted.items() if name in self.heads}
+        self.layers = sorted({i for layers in wanted.values() for i in layers}) or [-1]
+        self.extractor.layers = self.layers
         self._picks = {name: [self.layers.index(i) for i in layers] for name, layers in wanted.items()}
 
     @classmethod
@@ -115,6 +116,8 @@ class Engine:
         """
         manifests, failed = discover(head_dirs)
         names = list(manifests) + [n for n in failed if n not in manifests] if heads is None else list(heads)
+        if len(set(names)) != len(names):
+            raise ValueError(f"heads must be named once each, got {names}")
         unknown = [n for n in names if n not in manifests and n not in failed]
         if unknown:
             found = ", ".join(sorted({*manifests, *failed})) or "none"
@@ -181,8 +184,11 @@ class Engine:
         side = self.extractor.preprocess.size
         frame = self(np.zeros((side, side, 3), dtype=np.uint8))
         for name, error in frame.errors.items():
-            self.failed[name] = HeadError(name, error.path, f"failed its warm-up run on a blank frame: {error}")
+            self.failed[name] = HeadError(name, error.path, f"{error.message} (the warm-up run on a blank frame)")
+            self.failed[name].__cause__ = error.__cause__
             del self.heads[name]
+        if frame.errors:
+            self._plan_layers()
 
     def __call__(self, image: np.ndarray) -> FrameResult:
         """Run every head on one RGB uint8 (H, W, 3) frame."""
@@ -209,7 +215,7 @@ class Engine:
                     t1 = time.perf_counter()
                     results[name] = head.model.postprocess(outputs, prepared, head.params)
             except Exception as e:  # a plug-in may fail in any way; it must not stop the others
-                errors[name] = HeadError(name, head.manifest.module_path, f"failed on this frame: {type(e).__name__}: {e}")
+                errors[name] = _frame_error(name, head, e)
                 continue
             forward_s[name] = t1 - t0
             post_s[name] = time.perf_counter() - t1
@@ -221,6 +227,18 @@ class Engine:
     def _synchronize(self) -> None:
         if self.extractor.device.type == "cuda":
             torch.cuda.synchronize(self.extractor.device)
+
+
+def _frame_error(name: str, head: LoadedHead, e: Exception) -> HeadError:
+    """The error of a head that raised on a frame, pointing at the line of its own code that failed."""
+    where = ""
+    for frame in reversed(traceback.extract_tb(e.__traceback__)):
+        if Path(frame.filename).is_relative_to(head.manifest.folder):
+            where = f" (at {Path(frame.filename).name}:{frame.lineno})"
+            break
+    error = HeadError(name, head.manifest.module_path, f"failed on this frame: {type(e).__name__}: {e}{where}")
+    error.__cause__ = e
+    return error
 
 
 def _warn_if_trained_elsewhere(head: LoadedHead, arch: str, size: int, resize_mode: str) -> None:

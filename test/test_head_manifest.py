@@ -13,13 +13,6 @@ from dinov3_toolkit.heads.loader import find_head_folders, load_head
 PROBE = Path(__file__).resolve().parents[1] / "examples" / "head_linear_probe"
 
 
-def write_head(tmp_path: Path, text: str, name: str = "head_x") -> Path:
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "head.yaml").write_text(text)
-    return folder
-
-
 def test_example_manifest_is_complete():
     m = load_manifest(PROBE)
     assert (m.name, m.task, m.module, m.class_name) == ("linear_probe", "segmentation", "model", "LinearProbe")
@@ -44,10 +37,18 @@ def test_example_manifest_is_complete():
         ("task: depth\nmodel: m.D\nparams: {t: 0.5}\n", "parameter 't' must be a mapping with 'default'"),
         ("task: depth\nmodel: m.D\nparams: {t: {default: [1]}}\n", "default must be a bool, int, float or string"),
         ("task: depth\nmodel: m.D\nparams: {t: {default: 2.0, max: 1.0}}\n", "default of parameter t must be in"),
+        ("task: depth\nmodel: m.D\nparams: {t: {default: 0.5, min: low}}\n", "'min' needs a numeric default"),
+        ("task: depth\nmodel: m.D\nparams: {t: {default: a, max: 3}}\n", "'max' needs a numeric default"),
+        ("task: depth\nmodel: m.D\nparams: {t: {default: a, choices: 5}}\n", "'choices' must be a list"),
+        ("task: depth\nmodel: m.D\nweights: /etc/model.pth\n", "'weights' must be a file name relative to"),
+        ("task: depth\nmodel: m.D\nclasses: ../names.txt\n", "'classes' must be a file name relative to"),
+        ("task: depth\nmodel: m.D\n\xff\n", "is not valid YAML"),
     ],
 )
 def test_bad_manifests_name_the_file_and_the_problem(tmp_path, text, message):
-    folder = write_head(tmp_path, text)
+    folder = tmp_path / "head_x"
+    folder.mkdir()
+    (folder / "head.yaml").write_bytes(text.encode("latin-1"))
     with pytest.raises(HeadError) as e:
         load_manifest(folder)
     assert message in str(e.value) and str(folder / "head.yaml") in str(e.value) and "'x'" in str(e.value)
@@ -57,6 +58,19 @@ def test_missing_manifest(tmp_path):
     (tmp_path / "head_y").mkdir()
     with pytest.raises(HeadError, match="no head.yaml in the head folder"):
         load_manifest(tmp_path / "head_y")
+
+
+def test_head_folder_needs_the_prefix(tmp_path):
+    shutil.copytree(PROBE, tmp_path / "my_probe")
+    with pytest.raises(HeadError, match=r"head 'my_probe' .*: a head folder's name must be head_<name>"):
+        load_manifest(tmp_path / "my_probe")
+
+
+def test_class_names_that_are_not_utf8(tmp_path):
+    shutil.copytree(PROBE, tmp_path / "head_probe")
+    (tmp_path / "head_probe" / "class_names.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(HeadError, match="cannot be read as UTF-8 text"):
+        load_manifest(tmp_path / "head_probe").read_class_names()
 
 
 @pytest.mark.parametrize(
@@ -71,10 +85,11 @@ def test_param_values_keep_their_type(default, value, expected):
 @pytest.mark.parametrize(
     "spec, value, message",
     [
-        (ParamSpec("p", 3), True, "p must be a int, got True"),
-        (ParamSpec("p", 3), 2.5, "p must be a int, got 2.5"),
-        (ParamSpec("p", False), 1, "p must be a bool, got 1"),
-        (ParamSpec("p", 0.5), "0.7", "p must be a float, got '0.7'"),
+        (ParamSpec("p", 3), True, "p must be of type int, got True"),
+        (ParamSpec("p", 3), 2.5, "p must be of type int, got 2.5"),
+        (ParamSpec("p", False), 1, "p must be of type bool, got 1"),
+        (ParamSpec("p", 0.5), "0.7", "p must be of type float, got '0.7'"),
+        (ParamSpec("p", 0.5, min=0.0, max=1.0), float("nan"), "p must be a finite number, got nan"),
         (ParamSpec("p", 0.5, min=0.0, max=1.0), 1.5, r"p must be in \[0.0, 1.0\], got 1.5"),
         (ParamSpec("p", 0.5, min=0.0, max=1.0), -0.1, r"p must be in \[0.0, 1.0\]"),
         (ParamSpec("p", "a", choices=("a", "b")), "c", r"p must be one of \['a', 'b'\], got 'c'"),
@@ -126,3 +141,10 @@ def test_extra_folder_may_be_a_head_or_hold_heads(tmp_path):
     assert [f.name for f in folders[-3:]] == ["head_a", "head_b", "head_linear_probe"]
     with pytest.raises(FileNotFoundError, match="head folder .* does not exist"):
         find_head_folders([tmp_path / "nowhere"])
+
+
+@pytest.mark.parametrize("name", ["head.yaml", "model.py", "class_names.txt"])
+def test_readme_shows_the_example_head_as_it_is(name):
+    """The README's "Write your own head" example is the tested folder, verbatim."""
+    readme = (PROBE.parents[1] / "README.md").read_text()
+    assert (PROBE / name).read_text().rstrip("\n") in readme

@@ -18,14 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov3_toolkit.dense import resize_map
+from dinov3_toolkit.dense import resize_map, upsample_bilinear
 from dinov3_toolkit.heads import Head
 from dinov3_toolkit.preprocess import PreparedImage
 from dinov3_toolkit.results import DepthMap
-
-
-def _upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class DSConv(nn.Module):
@@ -108,18 +104,18 @@ class DepthHeadLite(Head):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = features[0]  # (1, C, h, w), stride 16
         h, w = x.shape[-2:]
-        f0 = self.to_c0(_upsample(self.proj0(x), (4 * h, 4 * w)))  # (1, D, 4h, 4w)
-        f1 = self.to_c1(_upsample(self.proj1(x), (2 * h, 2 * w)))  # (1, D, 2h, 2w)
+        f0 = self.to_c0(upsample_bilinear(self.proj0(x), (4 * h, 4 * w)))  # (1, D, 4h, 4w)
+        f1 = self.to_c1(upsample_bilinear(self.proj1(x), (2 * h, 2 * w)))  # (1, D, 2h, 2w)
         f2 = self.to_c2(self.proj2(x))  # (1, D, h, w)
         f3 = self.to_c3(self.down3(self.proj3(x)))  # (1, D, ceil(h/2), ceil(w/2))
 
         y = self.fuse3(f3)  # coarse to fine
-        y = self.fuse2(_upsample(y, f2.shape[-2:]), f2)  # (1, D, h, w)
-        y = self.drop(self.fuse1(_upsample(y, f1.shape[-2:]), f1))  # (1, D, 2h, 2w)
-        y = self.fuse0(_upsample(y, f0.shape[-2:]), f0)  # (1, D, 4h, 4w)
+        y = self.fuse2(upsample_bilinear(y, f2.shape[-2:]), f2)  # (1, D, h, w)
+        y = self.drop(self.fuse1(upsample_bilinear(y, f1.shape[-2:]), f1))  # (1, D, 2h, 2w)
+        y = self.fuse0(upsample_bilinear(y, f0.shape[-2:]), f0)  # (1, D, 4h, 4w)
 
         y = self.drop(F.relu(self.h1_bn(self.h1(y))))  # (1, D/2, 4h, 4w)
-        y = _upsample(y, (8 * h, 8 * w))  # (1, D/2, 8h, 8w)
+        y = upsample_bilinear(y, (8 * h, 8 * w))  # (1, D/2, 8h, 8w)
         y = F.relu(self.h2_bn(self.h2(y)))  # (1, D/4, 8h, 8w)
         return F.softplus(self.out(y)) + self.min_depth  # (1, 1, 8h, 8w), > 0
 

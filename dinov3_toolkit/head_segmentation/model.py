@@ -15,16 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dinov3_toolkit.checkpoint import CheckpointError
-from dinov3_toolkit.dense import labels_at
+from dinov3_toolkit.dense import labels_at, labels_to_host
 from dinov3_toolkit.heads import Head
 from dinov3_toolkit.preprocess import PreparedImage
-from dinov3_toolkit.results import SemanticLabels, label_dtype
+from dinov3_toolkit.results import SemanticLabels
 
 NUM_BRANCHES = 4
 
@@ -103,7 +102,4 @@ class ASPPDecoder(Head):
                 f"{type(self).__name__} predicts {outputs.shape[1]} classes but has {len(names)} class names"
             )
         labels = labels_at(outputs.float(), image.original_size)  # (H, W) int64
-        dtype = label_dtype(len(names))
-        # torch < 2.3 has no uint16: ship int32 and narrow on the host.
-        small = labels.to(torch.uint8 if dtype is np.uint8 else torch.int32)
-        return SemanticLabels(small.cpu().numpy().astype(dtype, copy=False), names)
+        return SemanticLabels(labels_to_host(labels, len(names)), names)

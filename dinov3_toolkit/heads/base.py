@@ -32,6 +32,7 @@ class HeadError(RuntimeError):
         super().__init__(f"head {head!r} ({path}): {message}")
         self.head = head
         self.path = path
+        self.message = message
 
 
 class Head(nn.Module):

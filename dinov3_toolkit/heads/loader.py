@@ -134,7 +134,11 @@ class LoadedHead:
         return self.model.class_names
 
     def set_params(self, **values: Any) -> None:
-        """Change parameters; all are validated first, then swapped in at once (safe while frames run)."""
+        """Change parameters; all are validated first, then swapped in at once.
+
+        A frame running meanwhile sees either the old or the new values, never a
+        mix. Concurrent callers must take turns (the node calls from one thread).
+        """
         current = {**self.params, **values}
         self.params = self.manifest.resolve_params(current)
 
@@ -186,8 +190,14 @@ def load_head(
             load_into(model, state_dict, source=f"weights file {path}")
         except CheckpointError as e:
             raise HeadError(name, path, str(e)) from e
+        except Exception as e:  # checkpoint_filter is the head author's code
+            raise HeadError(name, path, f"loading failed: {type(e).__name__}: {e}") from e
         log.info("head %s: weights from %s", name, path)
-    return LoadedHead(manifest=manifest, model=model.eval().to(device), params=values, weights=path)
+    try:
+        model = model.eval().to(device)
+    except Exception as e:  # e.g. CUDA out of memory: this head is skipped, the others may still fit
+        raise HeadError(name, manifest.module_path, f"cannot be moved to {device}: {type(e).__name__}: {e}") from e
+    return LoadedHead(manifest=manifest, model=model, params=values, weights=path)
 
 
 def _find_weights(manifest: HeadManifest, override: str | Path | None, random_weights: bool) -> Path | None:

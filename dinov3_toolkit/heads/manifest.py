@@ -24,6 +24,7 @@ without ``head_``; the manifest does not repeat it, so the two cannot disagree.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,9 @@ class ParamSpec:
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not expected:
-            raise ValueError(f"parameter {self.name} must be a {expected.__name__}, got {value!r}")
+            raise ValueError(f"parameter {self.name} must be of type {expected.__name__}, got {value!r}")
+        if expected is float and not math.isfinite(value):
+            raise ValueError(f"parameter {self.name} must be a finite number, got {value!r}")
         if self.min is not None and value < self.min or self.max is not None and value > self.max:
             raise ValueError(f"parameter {self.name} must be in [{self.min}, {self.max}], got {value!r}")
         if self.choices and value not in self.choices:
@@ -102,7 +105,11 @@ class HeadManifest:
             return ()
         if not self.classes.is_file():
             raise HeadError(self.name, self.classes, "class names file does not exist")
-        names = tuple(line.strip() for line in self.classes.read_text(encoding="utf-8").splitlines() if line.strip())
+        try:
+            text = self.classes.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise HeadError(self.name, self.classes, f"cannot be read as UTF-8 text: {e}") from None
+        names = tuple(line.strip() for line in text.splitlines() if line.strip())
         if not names:
             raise HeadError(self.name, self.classes, "class names file is empty")
         return names
@@ -122,8 +129,8 @@ class HeadManifest:
 
 
 def head_name(folder: Path) -> str:
-    """``head_detection`` -> ``detection``."""
-    return folder.name[len(FOLDER_PREFIX) :]
+    """``head_detection`` -> ``detection`` (a folder without the prefix keeps its whole name)."""
+    return folder.name.removeprefix(FOLDER_PREFIX)
 
 
 def load_manifest(folder: str | Path) -> HeadManifest:
@@ -131,11 +138,13 @@ def load_manifest(folder: str | Path) -> HeadManifest:
     folder = Path(folder).resolve()
     name = head_name(folder)
     path = folder / MANIFEST
+    if not folder.name.startswith(FOLDER_PREFIX) or folder.name == FOLDER_PREFIX:
+        raise HeadError(name, folder, f"a head folder's name must be {FOLDER_PREFIX}<name>")
     if not path.is_file():
         raise HeadError(name, path, f"no {MANIFEST} in the head folder")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise HeadError(name, path, f"is not valid YAML: {e}") from None
 
     def fail(message: str) -> HeadError:
@@ -177,10 +186,11 @@ def load_manifest(folder: str | Path) -> HeadManifest:
 
 
 def _optional_path(folder: Path, raw: dict, key: str, fail) -> Path | None:
+    """A file inside the head folder: the folder is the unit that is copied around."""
     value = raw.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or Path(value).is_absolute() or ".." in Path(value).parts:
         raise fail(f"'{key}' must be a file name relative to the head folder, got {value!r}")
     return folder / value
 
@@ -192,11 +202,19 @@ def _parse_params(raw: object, fail) -> dict[str, ParamSpec]:
     for name, entry in raw.items():
         if not isinstance(entry, dict) or "default" not in entry or set(entry) - _PARAM_KEYS:
             raise fail(f"parameter {name!r} must be a mapping with 'default' and optionally {sorted(_PARAM_KEYS)}")
-        if not isinstance(entry["default"], _PARAM_TYPES):
-            raise fail(f"parameter {name!r}: default must be a bool, int, float or string, got {entry['default']!r}")
+        default = entry["default"]
+        if not isinstance(default, _PARAM_TYPES):
+            raise fail(f"parameter {name!r}: default must be a bool, int, float or string, got {default!r}")
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        for bound in ("min", "max"):
+            value = entry.get(bound)
+            if value is not None and not (numeric and isinstance(value, (int, float)) and not isinstance(value, bool)):
+                raise fail(f"parameter {name!r}: '{bound}' needs a numeric default and a number, got {value!r}")
+        if not isinstance(entry.get("choices", []), list):
+            raise fail(f"parameter {name!r}: 'choices' must be a list, got {entry['choices']!r}")
         spec = ParamSpec(
             name=str(name),
-            default=entry["default"],
+            default=default,
             description=str(entry.get("description", "")),
             min=entry.get("min"),
             max=entry.get("max"),

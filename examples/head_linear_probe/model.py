@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
-from dinov3_toolkit.dense import labels_at, resize_map
+from dinov3_toolkit.dense import labels_at, labels_to_host, resize_map
 from dinov3_toolkit.heads import Head
-from dinov3_toolkit.results import SemanticLabels, label_dtype
+from dinov3_toolkit.preprocess import PreparedImage
+from dinov3_toolkit.results import SemanticLabels
 
 
 class LinearProbe(Head):
@@ -18,11 +22,10 @@ class LinearProbe(Head):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(features[0])  # (1, K, h, w) logits at feature resolution
 
-    def postprocess(self, logits, image, params) -> SemanticLabels:
+    def postprocess(self, logits: torch.Tensor, image: PreparedImage, params: Mapping[str, Any]) -> SemanticLabels:
         logits = logits.float()
         labels = labels_at(logits, image.original_size)  # (H, W) in the camera image's pixels
         if params["min_confidence"] > 0:
             confidence = resize_map(logits.softmax(1).amax(1, keepdim=True), image.original_size)  # (H, W)
             labels[confidence < params["min_confidence"]] = 0
-        dtype = label_dtype(len(self.class_names))
-        return SemanticLabels(labels.cpu().numpy().astype(dtype), self.class_names)
+        return SemanticLabels(labels_to_host(labels, len(self.class_names)), self.class_names)
