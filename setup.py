@@ -34,17 +34,18 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml", "requirements.txt"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", [*glob("config/*.yaml"), *glob("config/*.rviz")]),
         (f"share/{PACKAGE}/weights", ["weights/README.md"]),
     ],
     install_requires=[*REQUIREMENTS, "numpy>=1.21", "opencv-python-headless>=4.6", "pyyaml>=5.4"],
     extras_require={
-        "test": ["pytest>=7", "transformers>=5.0", "setuptools>=64", "wheel"],
+        "test": ["pytest>=7", "transformers>=5.0", "setuptools>=64", "wheel", "rosbags>=0.10.8"],
     },
     zip_safe=False,  # head folders are found and imported from the file system
     entry_points={
         "console_scripts": [
             "dinov3-toolkit = dinov3_toolkit.cli:main",
+            "dinov3_node = dinov3_ros.node:main",  # ROS 2 only (needs rclpy); colcon puts it in lib/dinov3_ros
         ],
     },
 )

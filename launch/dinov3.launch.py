@@ -1,42 +1,96 @@
-"""Start the DINOv3 node on a camera topic.
+"""Start the DINOv3 node on a camera topic, optionally with RViz showing the overlays.
 
-    ros2 launch dinov3_ros dinov3.launch.py image_topic:=/camera/color/image_raw
+    ros2 launch dinov3_ros dinov3.launch.py image_topic:=/camera/color/image_raw rviz:=true
 
-Every model setting lives in config/params.yaml (pass your own with
-params_file:=...); the launch file only wires topics, namespace and sim time, so
-defaults exist in one place.
+Model settings live in config/params.yaml (pass your own with params_file:=...). The few
+arguments below that also set a parameter override the file only for this launch; `heads` left
+empty keeps the file's list, so defaults exist in one place. The node is a lifecycle node that
+activates itself unless its `autostart` parameter is false.
 """
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 
-def generate_launch_description() -> LaunchDescription:
-    default_params = Path(get_package_share_directory("dinov3_ros")) / "config" / "params.yaml"
-    args = [
-        DeclareLaunchArgument("image_topic", default_value="/image_raw", description="sensor_msgs/Image input"),
-        DeclareLaunchArgument("namespace", default_value="dinov3", description="namespace of all outputs"),
-        DeclareLaunchArgument("params_file", default_value=str(default_params), description="node parameters"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (rosbag replay)"),
-    ]
-    node = Node(
+def _parse_heads(text: str) -> list[str]:
+    """'detection, depth' -> ['detection', 'depth']; '' -> [] (keep params.yaml). Never evaluated."""
+    if not text.strip():
+        return []
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise ValueError(f"heads: expected comma-separated head names such as 'detection,depth', got {text!r}")
+    return names
+
+
+def _start_node(context) -> list:
+    # A launch argument is a string; typed parameters must be converted, or the node rejects them.
+    overrides = {
+        "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
+        "image_reliability": ParameterValue(LaunchConfiguration("image_reliability"), value_type=str),
+        "compressed": ParameterValue(LaunchConfiguration("compressed"), value_type=bool),
+        "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
+    }
+    # Only an explicit list overrides params.yaml, hence resolved here rather than as a substitution.
+    heads = _parse_heads(LaunchConfiguration("heads").perform(context))
+    if heads:
+        overrides["heads"] = heads
+    node = LifecycleNode(
         package="dinov3_ros",
         executable="dinov3_node",
         name="dinov3_node",
         namespace=LaunchConfiguration("namespace"),
-        parameters=[
-            LaunchConfiguration("params_file"),
-            # A launch argument is a string; the parameter must be a bool.
-            {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)},
-        ],
+        parameters=[LaunchConfiguration("params_file"), overrides],
+        # The node subscribes to `image`: sensor_msgs/Image, or CompressedImage with compressed:=true.
         remappings=[("image", LaunchConfiguration("image_topic"))],
         output="screen",
         emulate_tty=True,
     )
-    return LaunchDescription([*args, node])
+    return [node]
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = Path(get_package_share_directory("dinov3_ros"))
+    args = [
+        DeclareLaunchArgument(
+            "image_topic",
+            default_value="/camera/image_raw",
+            description="input topic; with compressed:=true the CompressedImage topic itself, e.g. .../compressed",
+        ),
+        DeclareLaunchArgument(
+            "compressed", default_value="false", description="subscribe to sensor_msgs/CompressedImage (jpeg/png)"
+        ),
+        DeclareLaunchArgument(
+            "params_file", default_value=str(share / "config" / "params.yaml"), description="node parameters"
+        ),
+        DeclareLaunchArgument(
+            "namespace", default_value="dinov3", description="namespace of all outputs (the RViz config assumes dinov3)"
+        ),
+        DeclareLaunchArgument("device", default_value="cuda", description="cpu, cuda or cuda:N"),
+        DeclareLaunchArgument(
+            "heads", default_value="", description="comma-separated heads to run; empty: as params_file says"
+        ),
+        DeclareLaunchArgument(
+            "image_reliability",
+            default_value="best_effort",
+            description="input QoS reliability: best_effort (receives from any publisher), reliable, system_default",
+        ),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (rosbag replay)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 showing the overlays"),
+    ]
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        arguments=["-d", str(share / "config" / "dinov3.rviz")],
+        parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+        output="screen",
+    )
+    return LaunchDescription([*args, OpaqueFunction(function=_start_node), rviz])

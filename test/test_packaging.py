@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import runpy
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import setuptools
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +57,33 @@ def wheel_names(tmp_path_factory) -> list[str]:
 )
 def test_wheel_contains(wheel_names, expected):
     assert any(name.endswith(expected) for name in wheel_names), expected
+
+
+# What colcon installs under share/dinov3_ros for `ros2 launch` and `rviz2 -d` to find.
+ROS_SHARE_FILES = ("launch/dinov3.launch.py", "config/params.yaml", "config/dinov3.rviz")
+
+
+def _setup_kwargs(monkeypatch) -> dict:
+    """The keyword arguments setup.py hands to setuptools.setup, run as colcon runs it (from the root)."""
+    captured: dict = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
+    monkeypatch.chdir(ROOT)
+    runpy.run_path(str(ROOT / "setup.py"), run_name="__main__")
+    return captured
+
+
+def test_setup_data_files_install_launch_params_and_rviz(monkeypatch):
+    data_files = _setup_kwargs(monkeypatch)["data_files"]
+    installed = {f"{dest}/{Path(src).name}" for dest, sources in data_files for src in sources}
+    for relative in ROS_SHARE_FILES:
+        assert f"share/dinov3_ros/{relative}" in installed, relative
+    missing = [src for _, sources in data_files for src in sources if not (ROOT / src).is_file()]
+    assert not missing, f"data_files lists files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("relative", ROS_SHARE_FILES)
+def test_wheel_installs_ros_share_file(wheel_names, relative):
+    assert f"dinov3_ros-0.1.0.data/data/share/dinov3_ros/{relative}" in wheel_names
 
 
 def test_wheel_has_no_tests_or_weights(wheel_names):

@@ -1,0 +1,414 @@
+"""``dinov3_node``: camera images in; detections, label images, depth, overlays and diagnostics out.
+
+A lifecycle node (Humble and Jazzy ``rclpy.lifecycle``):
+
+* configure: load the backbone and heads (a missing weights file fails the
+  transition with the loader's message), declare the heads' parameters,
+  create the publishers;
+* activate: subscribe and start the worker; deactivate: unsubscribe and stop it;
+* cleanup / shutdown: drop the models and free the GPU memory.
+
+By default it walks itself to active (``autostart``); set it false for
+managed bring-up. The subscription callback only stores the newest frame; a
+worker thread runs the engine (``worker.LatestFrameWorker``), so no backlog
+forms and parameter changes or transitions never wait behind inference.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+from collections import deque
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+try:  # Jazzy
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
+
+from dinov3_toolkit.engine import Engine, FrameResult
+from dinov3_toolkit.heads.manifest import ParamSpec
+from dinov3_toolkit.overlays import add_banner, composite, draw_result
+from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
+
+from . import conversions
+from .decode import DecodeError, compressed_to_rgb, image_to_rgb
+from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
+from .worker import LatestFrameWorker
+
+_RELIABILITY = {
+    "best_effort": ReliabilityPolicy.BEST_EFFORT,
+    "reliable": ReliabilityPolicy.RELIABLE,
+    "system_default": ReliabilityPolicy.SYSTEM_DEFAULT,
+}
+# Results: reliable (every subscriber kind accepts it), a short queue (a late result is a stale result).
+_RESULT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# LabelInfo is published once per configure; transient-local so that late subscribers get it.
+_LABEL_INFO_QOS = QoSProfile(
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+)
+_TIMINGS_KEPT = 100  # frames over which diagnostics report median stage times
+
+
+def _descriptor(description: str, default: Any, *, low=None, high=None, choices=()) -> ParameterDescriptor:
+    """A descriptor with the range or choices that ``ros2 param describe`` shows and rclpy enforces."""
+    d = ParameterDescriptor(description=description)
+    if choices:
+        d.additional_constraints = f"one of: {', '.join(map(str, choices))}"
+    if isinstance(default, list):
+        d.dynamic_typing = True  # an empty list would otherwise be typed as a byte array (rclpy#912)
+    elif isinstance(default, float) and low is not None and high is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+    elif isinstance(default, int) and not isinstance(default, bool) and low is not None and high is not None:
+        d.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+    return d
+
+
+class Dinov3Node(LifecycleNode):
+    def __init__(self, **kwargs: Any) -> None:
+        self._engine: Engine | None = None
+        self._worker: LatestFrameWorker | None = None
+        self._subscription = None
+        self._publishers_by_topic: dict[str, Any] = {}
+        self._bridge = _cv_bridge()
+        self._diagnostics_timer = None
+        self._head_params: dict[str, tuple[str, ParamSpec]] = {}  # "<head>.<param>" -> (head, spec)
+        self._logged_problems: set[str] = set()
+        self._compressed = False
+        self._timings: deque = deque(maxlen=_TIMINGS_KEPT)
+        self._messages = conversions.ros_messages()
+        super().__init__("dinov3_node", **kwargs)
+        for p in NODE_PARAMS:
+            self.declare_parameter(
+                p.name, p.default, _descriptor(p.description, p.default, low=p.min, high=p.max, choices=p.choices)
+            )
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def _autostart(self) -> None:
+        """Configure and activate once the executor spins (a transition needs a spinning node)."""
+        self._autostart_timer.cancel()
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        p = {name: self.get_parameter(name).value for name in PARAMS_BY_NAME}
+        try:
+            self._engine = Engine.create(
+                backbone=p["backbone"],
+                backbone_weights=p["backbone_weights"] or None,
+                device=p["device"],
+                precision=p["precision"],
+                size=p["image_size"],
+                resize_mode=p["resize_mode"],
+                heads=list(p["heads"]) or None,
+                head_dirs=list(p["head_dirs"]),
+                random_weights=p["random_weights"],
+            )
+        except Exception as e:  # missing weights, unknown head, bad device: the loader's message says which
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        engine = self._engine
+        for name, error in engine.failed.items():
+            self.get_logger().error(f"head {name} is skipped: {error}")
+        if engine.random_weights:
+            self.get_logger().warning(
+                "*** RUNNING WITH RANDOM WEIGHTS (" + ", ".join(engine.random_weights) + "): every output is "
+                "meaningless. This is for smoke tests only; set random_weights:=false for real use. ***"
+            )
+        try:
+            self._declare_head_params()
+        except Exception as e:  # an invalid <head>.<param> override in the parameters file
+            self.get_logger().error(f"configure failed: {e}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self._create_publishers()
+        self._worker = LatestFrameWorker(self._process, on_error=self._on_worker_error)
+        period = self.get_parameter("diagnostics_period").value
+        self._diagnostics_timer = self.create_timer(period, self._publish_diagnostics)
+        self.get_logger().info(
+            f"configured: {engine.extractor.spec.name} on {engine.device} ({p['precision']}), "
+            f"heads {', '.join(engine.heads) or 'none'}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        reliability = self.get_parameter("image_reliability").value
+        qos = QoSProfile(
+            history=qos_profile_sensor_data.history,
+            depth=1,  # only the newest frame matters
+            reliability=_RELIABILITY[reliability],
+            durability=qos_profile_sensor_data.durability,
+        )
+        self._compressed = self.get_parameter("compressed").value
+        if self._compressed:
+            from sensor_msgs.msg import CompressedImage as msg_type
+        else:
+            from sensor_msgs.msg import Image as msg_type
+        self._subscription = self.create_subscription(
+            msg_type,
+            "image",
+            self._worker.submit,
+            qos,
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos),
+        )
+        self._worker.start()
+        self._worker.resume()
+        self.get_logger().info(f"active: subscribed to {self._subscription.topic_name} ({reliability})")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        """Unsubscribe and pause: returns at once, a frame being processed finishes unpublished."""
+        self._unsubscribe()
+        self._worker.pause()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _unsubscribe(self) -> None:
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+
+    def _release(self) -> None:
+        """Stop the worker (waiting for a running frame, so the model is not freed under it), drop
+        publishers, timers and models, and give the GPU memory back."""
+        if self._worker is not None:
+            self._worker.stop()
+        for publisher in self._publishers_by_topic.values():
+            self.destroy_publisher(publisher)
+        self._publishers_by_topic.clear()
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        device = self._engine.device if self._engine is not None else None
+        self._engine = self._worker = None
+        gc.collect()
+        if device is not None and device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # --- parameters --------------------------------------------------------------------------------
+
+    def _declare_head_params(self) -> None:
+        """``<head>.<param>`` for every running head, from its manifest; overrides from params.yaml apply."""
+        for head in self._engine.heads.values():
+            for spec in head.manifest.params.values():
+                full = f"{head.name}.{spec.name}"
+                self._head_params[full] = (head.name, spec)
+                if not self.has_parameter(full):  # declared at the first configure; kept across cleanups
+                    descriptor = _descriptor(spec.description, spec.default, low=spec.min, high=spec.max,
+                                             choices=spec.choices)
+                    self.declare_parameter(full, spec.default, descriptor)  # an override is validated here
+                head.set_params(**{spec.name: spec.validate(self.get_parameter(full).value)})
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        """Validate every change first; apply head parameters only when all are valid."""
+        changes: dict[str, dict[str, Any]] = {}
+        configured = self._engine is not None
+        for param in params:
+            try:
+                if param.name in self._head_params:
+                    head, spec = self._head_params[param.name]
+                    changes.setdefault(head, {})[spec.name] = spec.validate(param.value)
+                elif param.name in PARAMS_BY_NAME:
+                    check_node_param(param.name, param.value)
+                    if configured and not PARAMS_BY_NAME[param.name].live:
+                        return SetParametersResult(
+                            successful=False,
+                            reason=f"{param.name} takes effect at configure: deactivate and clean up the node first",
+                        )
+            except ValueError as e:
+                return SetParametersResult(successful=False, reason=str(e))
+        if configured:
+            for head, values in changes.items():
+                if head in self._engine.heads:
+                    self._engine.set_params(head, **values)
+        return SetParametersResult(successful=True)
+
+    # --- frames ------------------------------------------------------------------------------------
+
+    def _create_publishers(self) -> None:
+        def publisher(msg_type, topic: str, qos: QoSProfile = _RESULT_QOS):
+            self._publishers_by_topic[topic] = self.create_lifecycle_publisher(msg_type, topic, qos)
+            return self._publishers_by_topic[topic]
+
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import Image
+        from vision_msgs.msg import Detection2DArray, LabelInfo
+
+        publisher(Image, "overlay")
+        publisher(DiagnosticArray, "/diagnostics")
+        for name, head in self._engine.heads.items():
+            task = head.manifest.task
+            if task == "detection":
+                publisher(Detection2DArray, f"{name}/detections")
+            elif task == "segmentation":
+                publisher(Image, f"{name}/labels")
+            elif task == "depth":
+                publisher(Image, f"{name}/depth")
+            publisher(Image, f"{name}/overlay")
+            if head.class_names:
+                # A plain publisher: LabelInfo is static, so it is published once, now, and kept
+                # (transient-local) for every later subscriber, whatever the lifecycle state.
+                info = self.create_publisher(LabelInfo, f"{name}/label_info", _LABEL_INFO_QOS)
+                self._publishers_by_topic[f"{name}/label_info"] = info
+                info.publish(conversions.label_info_to_msg(self._messages, head.class_names, self._stamp_header()))
+
+    def _process(self, msg) -> None:
+        """Worker thread: decode, run every head, publish what has subscribers."""
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg, bridge=self._bridge)
+        except DecodeError as e:
+            self._log_once(f"decode:{e.kind}", f"skipping frames that cannot be decoded: {e}")
+            return
+        frame = engine(rgb)
+        self._timings.append(frame.timings)
+        for name, error in frame.errors.items():
+            self._log_once(f"head:{name}:{type(error.__cause__).__name__}", str(error))
+        self._publish(msg.header, rgb, frame)
+
+    def _publish(self, header, rgb, frame: FrameResult) -> None:
+        M, pubs = self._messages, self._publishers_by_topic
+        class_id = self.get_parameter("class_id").value
+        notice = self._random_notice()
+        for name, result in frame.results.items():
+            if isinstance(result, Detections):
+                pubs[f"{name}/detections"].publish(conversions.detections_to_msg(M, result, header, class_id=class_id))
+            elif isinstance(result, SemanticLabels) and f"{name}/labels" in pubs:
+                pubs[f"{name}/labels"].publish(conversions.labels_to_msg(M, result, header))
+            elif isinstance(result, DepthMap) and f"{name}/depth" in pubs:
+                pubs[f"{name}/depth"].publish(conversions.depth_to_msg(M, result, header))
+            overlay_pub = pubs[f"{name}/overlay"]
+            if overlay_pub.get_subscription_count():  # overlays cost time: only drawn when watched
+                overlay = draw_result(rgb, result)
+                overlay = add_banner(overlay, notice) if notice else overlay
+                overlay_pub.publish(conversions.rgb_to_msg(M, overlay, header))
+        if pubs["overlay"].get_subscription_count():
+            pubs["overlay"].publish(conversions.rgb_to_msg(M, composite(rgb, frame.results, notice=notice), header))
+
+    def _stamp_header(self):
+        """A header stamped now, for messages that describe the node rather than a frame."""
+        return self._messages.new("std_msgs/msg/Header", stamp=self.get_clock().now().to_msg(), frame_id="")
+
+    def _random_notice(self) -> str | None:
+        random = self._engine.random_weights if self._engine is not None else []
+        return f"RANDOM WEIGHTS ({', '.join(random)}): output is meaningless" if random else None
+
+    def _publish_diagnostics(self) -> None:
+        engine, worker = self._engine, self._worker
+        if engine is None or worker is None:
+            return
+        stats = worker.stats()
+        input_fps, output_fps = worker.rates()
+        values = {
+            "device": str(engine.device),
+            "precision": self.get_parameter("precision").value,
+            "heads": ", ".join(engine.heads),
+            "input rate (Hz)": f"{input_fps:.2f}",
+            "output rate (Hz)": f"{output_fps:.2f}",
+            "frames received": str(stats.received),
+            "frames processed": str(stats.processed),
+            "frames dropped (newer frame arrived first)": str(stats.dropped),
+            "frames failed": str(stats.errors),
+        }
+        if stats.latencies:
+            values["latency median (ms)"] = f"{statistics.median(stats.latencies) * 1e3:.1f}"
+        timings = list(self._timings)
+        if timings:
+            values["preprocess median (ms)"] = f"{statistics.median(t.preprocess for t in timings) * 1e3:.1f}"
+            values["backbone median (ms)"] = f"{statistics.median(t.backbone for t in timings) * 1e3:.1f}"
+            for name in engine.heads:
+                per_head = [t.heads[name] + t.postprocess[name] for t in timings if name in t.heads]
+                if per_head:
+                    values[f"{name} median (ms)"] = f"{statistics.median(per_head) * 1e3:.1f}"
+        level, message = conversions.Level.OK, "running"
+        if engine.random_weights:
+            level, message = conversions.Level.WARN, "random weights: outputs are meaningless"
+        elif engine.failed:
+            level, message = conversions.Level.WARN, f"heads skipped: {', '.join(engine.failed)}"
+        header = self._stamp_header()
+        status = conversions.Status(
+            f"{self.get_fully_qualified_name()}: pipeline", str(engine.device), level, message, values
+        )
+        self._publishers_by_topic["/diagnostics"].publish(
+            conversions.diagnostics_to_msg(self._messages, header, [status])
+        )
+
+    # --- problems ----------------------------------------------------------------------------------
+
+    def _on_incompatible_qos(self, event) -> None:
+        policy = getattr(event.last_policy_kind, "name", event.last_policy_kind)
+        self.get_logger().error(
+            f"a publisher on {self._subscription.topic_name if self._subscription else 'image'} offers QoS "
+            f"incompatible with this subscription ({policy}), so no frames arrive. If the camera publishes "
+            f"best-effort, set image_reliability:=best_effort (the default); check with "
+            f"`ros2 topic info --verbose <topic>`."
+        )
+
+    def _on_worker_error(self, error: BaseException) -> None:
+        self._log_once(f"worker:{type(error).__name__}", f"frame failed: {type(error).__name__}: {error}")
+
+    def _log_once(self, kind: str, message: str) -> None:
+        """Log each kind of problem once, so a bad stream does not flood the log; counts go to diagnostics."""
+        if kind not in self._logged_problems:
+            self._logged_problems.add(kind)
+            self.get_logger().error(message + " (logged once; counted in /diagnostics)")
+
+
+def _cv_bridge():
+    """cv_bridge's converter when installed (the ROS way, handles every encoding's layout), else our own path."""
+    try:
+        from cv_bridge import CvBridge
+    except ImportError:
+        return None
+    return CvBridge()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = Dinov3Node()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

@@ -1,0 +1,81 @@
+"""The node's parameters: one table, read by the node, checked against ``config/params.yaml`` by the tests.
+
+Kept free of ROS imports so the table itself is tested everywhere; the node
+turns each entry into a ``ParameterDescriptor`` (description, range, choices).
+Heads add their own parameters, named ``<head>.<param>``, from their
+``head.yaml`` once they are loaded (see ``dinov3_toolkit.heads.manifest``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from dinov3_toolkit.backbone import get_backbone_spec
+from dinov3_toolkit.device import PRECISIONS
+from dinov3_toolkit.preprocess import RESIZE_MODES
+
+from .conversions import CLASS_ID_MODES
+
+RELIABILITIES = ("best_effort", "reliable", "system_default")
+
+
+@dataclass(frozen=True)
+class NodeParam:
+    """A node parameter; ``live`` ones may change while the node runs, the others at the next configure."""
+
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    live: bool = False
+
+
+NODE_PARAMS = (
+    NodeParam("backbone", "vits16plus", "DINOv3 backbone variant; `dinov3-toolkit backbones` lists them"),
+    NodeParam("backbone_weights", "", "weights file or folder; empty: searched (see weights/README.md)"),
+    NodeParam("device", "cuda", "cpu, cuda or cuda:N; CUDA on a machine without it falls back to the CPU"),
+    NodeParam("precision", "fp32", "compute precision (autocast); RoPE and norms stay fp32", choices=tuple(PRECISIONS)),
+    NodeParam("image_size", 640, "network input side in pixels, a multiple of 16 (the heads were trained at 640)",
+              min=16, max=4096),
+    NodeParam("resize_mode", "stretch", "stretch to image_size squared (as trained), or keep_aspect",
+              choices=RESIZE_MODES),
+    NodeParam("heads", [], "heads to run; empty: every head found"),
+    NodeParam("head_dirs", [], "extra folders holding head_* folders (or a head folder itself)"),
+    NodeParam("random_weights", False, "run with random weights where none are found: smoke tests and demos only"),
+    NodeParam("autostart", True, "configure and activate at start; false for managed lifecycle bring-up"),
+    NodeParam("compressed", False, "subscribe to sensor_msgs/CompressedImage (jpeg/png) instead of Image"),
+    NodeParam("image_reliability", "best_effort", "reliability of the image subscription (sensor-data QoS)",
+              choices=RELIABILITIES),
+    NodeParam("class_id", "name", "Detection2D class_id: the class name, or its index as a string",
+              choices=CLASS_ID_MODES, live=True),
+    NodeParam("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.1, max=60.0),
+)
+PARAMS_BY_NAME = {p.name: p for p in NODE_PARAMS}
+
+
+def check_node_param(name: str, value: Any) -> Any:
+    """``value`` if it is valid for node parameter ``name``, else a ``ValueError`` saying what is expected."""
+    param = PARAMS_BY_NAME[name]
+    default = param.default
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"{name} must be a list of non-empty strings, got {value!r}")
+        return list(value)
+    if type(value) is not type(default) and not (isinstance(default, float) and type(value) is int):
+        raise ValueError(f"{name} must be of type {type(default).__name__}, got {value!r}")
+    if param.choices and value not in param.choices:
+        raise ValueError(f"{name} must be one of {', '.join(param.choices)}, got {value!r}")
+    if param.min is not None and value < param.min or param.max is not None and value > param.max:
+        raise ValueError(f"{name} must be in [{param.min}, {param.max}], got {value!r}")
+    if name == "image_size" and value % 16:
+        raise ValueError(f"image_size must be a multiple of 16, got {value}")
+    if name == "backbone":
+        get_backbone_spec(value)  # raises a ValueError listing the variants
+    if name == "device" and not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        # The syntax only: whether that GPU exists is decided at configure (with a CPU fallback for cuda).
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+    return float(value) if isinstance(default, float) else value
