@@ -172,7 +172,7 @@ def _bridge_reads(msg: Any, layout: _Layout) -> bool:
     number of pixels (it divides step by the pixel size), converts lists with the pixel dtype, and
     byte-swaps with ``ndarray.newbyteorder``, which numpy 2 removed.
     """
-    foreign_order = layout.itemsize > 1 and bool(msg.is_bigendian) != _HOST_BIG_ENDIAN
+    foreign_order = bool(msg.is_bigendian) != _HOST_BIG_ENDIAN  # cv_bridge swaps with a numpy-1-only call
     return (msg.encoding not in _NOT_IN_SENSOR_MSGS and int(msg.step) % layout.pixel_bytes == 0
             and not isinstance(msg.data, (list, tuple)) and not foreign_order)
 
@@ -192,6 +192,8 @@ def image_to_rgb(msg: Any, *, bridge: Any = None) -> np.ndarray:
         pixels = bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")
     except (TypeError, ValueError) as e:  # CvBridgeError is a TypeError
         raise DecodeError("cv_bridge failed", f"cv_bridge could not read '{msg.encoding}': {e}") from e
+    except Exception:  # e.g. a cv_bridge built for numpy 1 under numpy 2: our own reader is exact too
+        return to_rgb(raw_array(msg), msg.encoding)
     return to_rgb(np.asarray(pixels), msg.encoding)
 
 

@@ -28,6 +28,8 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from lifecycle_msgs.msg import State as StateMsg
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -78,8 +80,12 @@ def _descriptor(description: str, default: Any, *, low=None, high=None, choices=
         d.additional_constraints = f"one of: {', '.join(map(str, choices))}"
     if isinstance(default, list):
         d.dynamic_typing = True  # an empty list would otherwise be typed as a byte array (rclpy#912)
-    elif isinstance(default, float) and low is not None and high is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+    elif isinstance(default, float):
+        # Dynamic, so that `ros2 param set ... 1` and `score_threshold: 1` in YAML are accepted for a
+        # float parameter (rclpy types them int); our on-set callback checks the type and range.
+        d.dynamic_typing = True
+        if low is not None and high is not None:
+            d.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
     elif isinstance(default, int) and not isinstance(default, bool) and low is not None and high is not None:
         d.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
     return d
@@ -99,13 +105,16 @@ class Dinov3Node(LifecycleNode):
         self._timings: deque = deque(maxlen=_TIMINGS_KEPT)
         self._messages = conversions.ros_messages()
         super().__init__("dinov3_node", **kwargs)
+        # Registered first, so that values from the parameters file are validated at declaration too.
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in NODE_PARAMS:
             self.declare_parameter(
                 p.name, p.default, _descriptor(p.description, p.default, low=p.min, high=p.max, choices=p.choices)
             )
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # A steady clock: with use_sim_time a ROS-clock timer would wait for /clock before starting.
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.get_parameter("autostart").value:
-            self._autostart_timer = self.create_timer(0.0, self._autostart)
+            self._autostart_timer = self.create_timer(0.0, self._autostart, clock=self._steady)
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -113,11 +122,13 @@ class Dinov3Node(LifecycleNode):
         """Configure and activate once the executor spins (a transition needs a spinning node)."""
         self._autostart_timer.cancel()
         self.destroy_timer(self._autostart_timer)
+        if self._state_machine.current_state[0] != StateMsg.PRIMARY_STATE_UNCONFIGURED:
+            return  # a lifecycle manager got there first
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
-        p = {name: self.get_parameter(name).value for name in PARAMS_BY_NAME}
+        p = {name: check_node_param(name, self.get_parameter(name).value) for name in PARAMS_BY_NAME}
         try:
             self._engine = Engine.create(
                 backbone=p["backbone"],
@@ -126,8 +137,8 @@ class Dinov3Node(LifecycleNode):
                 precision=p["precision"],
                 size=p["image_size"],
                 resize_mode=p["resize_mode"],
-                heads=list(p["heads"]) or None,
-                head_dirs=list(p["head_dirs"]),
+                heads=p["heads"] or None,
+                head_dirs=p["head_dirs"],
                 random_weights=p["random_weights"],
             )
         except Exception as e:  # missing weights, unknown head, bad device: the loader's message says which
@@ -149,8 +160,8 @@ class Dinov3Node(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._create_publishers()
         self._worker = LatestFrameWorker(self._process, on_error=self._on_worker_error)
-        period = self.get_parameter("diagnostics_period").value
-        self._diagnostics_timer = self.create_timer(period, self._publish_diagnostics)
+        self._diagnostics_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics,
+                                                    clock=self._steady)
         self.get_logger().info(
             f"configured: {engine.extractor.spec.name} on {engine.device} ({p['precision']}), "
             f"heads {', '.join(engine.heads) or 'none'}"
@@ -197,6 +208,13 @@ class Dinov3Node(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        """A transition raised: free everything, so that the node is back to a clean unconfigured state."""
+        self.get_logger().error(f"error while in state {state.label}: releasing the models and publishers")
+        self._unsubscribe()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
     def _unsubscribe(self) -> None:
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
@@ -207,8 +225,11 @@ class Dinov3Node(LifecycleNode):
         publishers, timers and models, and give the GPU memory back."""
         if self._worker is not None:
             self._worker.stop()
-        for publisher in self._publishers_by_topic.values():
-            self.destroy_publisher(publisher)
+        for topic, publisher in self._publishers_by_topic.items():
+            if topic.endswith("/label_info"):
+                self.destroy_publisher(publisher)
+            else:  # also unregisters it from the lifecycle's managed entities
+                self.destroy_lifecycle_publisher(publisher)
         self._publishers_by_topic.clear()
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
@@ -286,7 +307,9 @@ class Dinov3Node(LifecycleNode):
                 # (transient-local) for every later subscriber, whatever the lifecycle state.
                 info = self.create_publisher(LabelInfo, f"{name}/label_info", _LABEL_INFO_QOS)
                 self._publishers_by_topic[f"{name}/label_info"] = info
-                info.publish(conversions.label_info_to_msg(self._messages, head.class_names, self._stamp_header()))
+                threshold = float(head.params.get("score_threshold", 0.0))  # the threshold at configure
+                info.publish(conversions.label_info_to_msg(self._messages, head.class_names, self._stamp_header(),
+                                                           threshold=threshold))
 
     def _process(self, msg) -> None:
         """Worker thread: decode, run every head, publish what has subscribers."""
@@ -409,6 +432,8 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        node._unsubscribe()
+        node._release()  # joins the worker before the handles it publishes on are destroyed
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

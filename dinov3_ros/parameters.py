@@ -62,6 +62,8 @@ def check_node_param(name: str, value: Any) -> Any:
     param = PARAMS_BY_NAME[name]
     default = param.default
     if isinstance(default, list):
+        if value is None:  # an empty YAML list reaches rclpy as an unset value
+            return []
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
             raise ValueError(f"{name} must be a list of non-empty strings, got {value!r}")
         return list(value)

@@ -2,9 +2,9 @@
 
     ros2 launch dinov3_ros dinov3.launch.py image_topic:=/camera/color/image_raw rviz:=true
 
-Model settings live in config/params.yaml (pass your own with params_file:=...). The few
-arguments below that also set a parameter override the file only for this launch; `heads` left
-empty keeps the file's list, so defaults exist in one place. The node is a lifecycle node that
+Model settings live in config/params.yaml (pass your own with params_file:=...). The
+arguments `compressed`, `device`, `heads` and `image_reliability` override the file only when
+given: left empty they keep its values, so every default lives in one place (params.yaml). The node is a lifecycle node that
 activates itself unless its `autostart` parameter is false.
 """
 
@@ -31,13 +31,16 @@ def _parse_heads(text: str) -> list[str]:
 
 def _start_node(context) -> list:
     # A launch argument is a string; typed parameters must be converted, or the node rejects them.
-    overrides = {
-        "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
-        "image_reliability": ParameterValue(LaunchConfiguration("image_reliability"), value_type=str),
-        "compressed": ParameterValue(LaunchConfiguration("compressed"), value_type=bool),
-        "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
+    overrides = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
+    # Only a given value overrides params.yaml, hence resolved here rather than as a substitution.
+    optional = {
+        "device": (LaunchConfiguration("device"), str),
+        "image_reliability": (LaunchConfiguration("image_reliability"), str),
+        "compressed": (LaunchConfiguration("compressed"), bool),
     }
-    # Only an explicit list overrides params.yaml, hence resolved here rather than as a substitution.
+    for name, (argument, value_type) in optional.items():
+        if argument.perform(context).strip():
+            overrides[name] = ParameterValue(argument, value_type=value_type)
     heads = _parse_heads(LaunchConfiguration("heads").perform(context))
     if heads:
         overrides["heads"] = heads
@@ -64,7 +67,9 @@ def generate_launch_description() -> LaunchDescription:
             description="input topic; with compressed:=true the CompressedImage topic itself, e.g. .../compressed",
         ),
         DeclareLaunchArgument(
-            "compressed", default_value="false", description="subscribe to sensor_msgs/CompressedImage (jpeg/png)"
+            "compressed",
+            default_value="",
+            description="true: subscribe to sensor_msgs/CompressedImage (jpeg/png); empty: as params_file says",
         ),
         DeclareLaunchArgument(
             "params_file", default_value=str(share / "config" / "params.yaml"), description="node parameters"
@@ -72,14 +77,17 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "namespace", default_value="dinov3", description="namespace of all outputs (the RViz config assumes dinov3)"
         ),
-        DeclareLaunchArgument("device", default_value="cuda", description="cpu, cuda or cuda:N"),
+        DeclareLaunchArgument(
+            "device", default_value="", description="cpu, cuda or cuda:N; empty: as params_file says (cuda)"
+        ),
         DeclareLaunchArgument(
             "heads", default_value="", description="comma-separated heads to run; empty: as params_file says"
         ),
         DeclareLaunchArgument(
             "image_reliability",
-            default_value="best_effort",
-            description="input QoS reliability: best_effort (receives from any publisher), reliable, system_default",
+            default_value="",
+            description="input QoS reliability: best_effort (receives from any publisher), reliable, "
+            "system_default; empty: as params_file says (best_effort)",
         ),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (rosbag replay)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 showing the overlays"),

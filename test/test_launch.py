@@ -20,12 +20,12 @@ RVIZ_FILE = ROOT / "config" / "dinov3.rviz"
 # Argument -> default; None where the default is computed (the installed params.yaml).
 ARGUMENTS = {
     "image_topic": "/camera/image_raw",
-    "compressed": "false",
+    "compressed": "",
     "params_file": None,
     "namespace": "dinov3",
-    "device": "cuda",
+    "device": "",
     "heads": "",
-    "image_reliability": "best_effort",
+    "image_reliability": "",
     "use_sim_time": "false",
     "rviz": "false",
 }

@@ -8,6 +8,7 @@ elsewhere. The node runs a random-weights ViT-S+/16 at 64x64 on the CPU.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,6 +145,19 @@ def test_configure_fails_with_the_loaders_message_when_weights_are_missing(ros, 
     node = make_node(random_weights=False, backbone_weights=str(tmp_path / "missing.pth"))
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert state_id(node) == StateMsg.PRIMARY_STATE_UNCONFIGURED
+    node.destroy_node()
+
+
+def test_the_shipped_params_file_configures(ros):
+    """The installed config/params.yaml as a launch passes it (empty lists reach rclpy as unset values)."""
+    params_file = Path(__file__).resolve().parents[1] / "config" / "params.yaml"
+    node = Dinov3Node(cli_args=["--ros-args", "--params-file", str(params_file), "-p", "random_weights:=true",
+                                "-p", "device:=cpu", "-p", "image_size:=64", "-p", "autostart:=false",
+                                "-p", "detection.score_threshold:=1"])  # an int for a float parameter
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert sorted(node._engine.heads) == ["depth", "detection", "segmentation"]
+    assert node._engine.heads["detection"].params["score_threshold"] == 1.0
+    node.trigger_shutdown()
     node.destroy_node()
 
 

@@ -62,7 +62,8 @@ def test_bad_values_are_refused_with_the_reason(name, value, message):
 @pytest.mark.parametrize(
     "name, value, expected",
     [("device", "cuda:1", "cuda:1"), ("diagnostics_period", 2, 2.0), ("heads", ("depth",), ["depth"]),
-     ("backbone", "vitl16.sat493m", "vitl16.sat493m"), ("class_id", "index", "index")],
+     ("backbone", "vitl16.sat493m", "vitl16.sat493m"), ("class_id", "index", "index"),
+     ("head_dirs", None, [])],  # an empty YAML list reaches rclpy as an unset value
 )
 def test_good_values_pass(name, value, expected):
     assert check_node_param(name, value) == expected
