@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dinov3_toolkit.backbone import get_backbone_spec
-from dinov3_toolkit.device import PRECISIONS
+from dinov3_toolkit.device import DEVICE_PATTERN, PRECISIONS
 from dinov3_toolkit.preprocess import RESIZE_MODES
 
 from .conversions import CLASS_ID_MODES
@@ -77,7 +77,7 @@ def check_node_param(name: str, value: Any) -> Any:
         raise ValueError(f"image_size must be a multiple of 16, got {value}")
     if name == "backbone":
         get_backbone_spec(value)  # raises a ValueError listing the variants
-    if name == "device" and not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+    if name == "device" and (not (m := re.fullmatch(DEVICE_PATTERN, value)) or m[1] == "cpu" and m[2]):
         # The syntax only: whether that GPU exists is decided at configure (with a CPU fallback for cuda).
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
     return float(value) if isinstance(default, float) else value

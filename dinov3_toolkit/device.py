@@ -17,12 +17,13 @@ import torch
 
 log = logging.getLogger(__name__)
 
+DEVICE_PATTERN = r"(cpu|cuda)(?::(\d+))?"  # cpu, cuda, cuda:N
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(name: str) -> torch.device:
     """Turn ``cpu`` / ``cuda`` / ``cuda:N`` into a device that exists on this machine."""
-    m = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", str(name).strip())
+    m = re.fullmatch(DEVICE_PATTERN, str(name).strip())
     if m is None or (m[1] == "cpu" and m[2] is not None):
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if m[1] == "cpu":

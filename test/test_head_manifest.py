@@ -148,3 +148,12 @@ def test_readme_shows_the_example_head_as_it_is(name):
     """The README's "Write your own head" example is the tested folder, verbatim."""
     readme = (PROBE.parents[1] / "README.md").read_text()
     assert (PROBE / name).read_text().rstrip("\n") in readme
+
+
+def test_a_head_without_postprocess_is_refused_at_load(tmp_path):
+    folder = tmp_path / "head_probe"
+    shutil.copytree(PROBE, folder)
+    model = folder / "model.py"
+    model.write_text(model.read_text().replace("def postprocess(", "def post_process("))
+    with pytest.raises(HeadError, match=r"LinearProbe\(\*\*args\) failed: TypeError: .*abstract.*postprocess"):
+        load_head(load_manifest(folder), random_weights=True)

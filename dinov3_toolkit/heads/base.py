@@ -16,6 +16,7 @@ Batches are of one frame: the engine runs a camera stream frame by frame.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,23 +36,27 @@ class HeadError(RuntimeError):
         self.message = message
 
 
-class Head(nn.Module):
-    """Base of every head model. Subclasses set their layers in ``__init__`` from the manifest's ``args``."""
+class Head(nn.Module, metaclass=abc.ABCMeta):
+    """Base of every head model. Subclasses set their layers in ``__init__`` from the manifest's ``args``.
+
+    ``forward`` and ``postprocess`` are abstract: a head missing one cannot be
+    built, so the loader reports it at start rather than on the first frame.
+    """
 
     #: Filled in by the loader from the head's ``class_names.txt`` (empty for heads without classes).
     class_names: tuple[str, ...] = ()
 
+    @abc.abstractmethod
     def forward(self, features: list[torch.Tensor]) -> Any:
         """``features``: the maps of the manifest's ``layers``, each (1, C, h, w). Returns raw tensors."""
-        raise NotImplementedError(f"{type(self).__name__} must implement forward(features)")
 
+    @abc.abstractmethod
     def postprocess(self, outputs: Any, image: PreparedImage, params: Mapping[str, Any]) -> Any:
         """Raw ``outputs`` of ``forward`` -> a result in ``image.original_size`` pixels.
 
         ``params`` holds the head's current parameter values (manifest defaults
         plus the user's overrides), already validated.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement postprocess(outputs, image, params)")
 
     @classmethod
     def checkpoint_filter(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
