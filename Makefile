@@ -23,7 +23,7 @@ $(STAMP): setup.py requirements.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/dinov3-toolkit demo
+	$(BIN)/dinov3 demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

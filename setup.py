@@ -28,7 +28,7 @@ setup(
     packages=find_packages(include=["dinov3_toolkit", "dinov3_toolkit.*", "dinov3_ros", "dinov3_ros.*"]),
     # Head folders ship whole, found by pattern, so that adding one never needs an edit here.
     package_data={
-        "dinov3_toolkit": ["samples/*.jpg", "head_*/*.py", "head_*/*.yaml", "head_*/*.txt", "head_*/weights/README.md"]
+        "dinov3_toolkit": ["samples/*.jpg", "*.schema.json", "head_*/*.py", "head_*/*.yaml", "head_*/*.txt", "head_*/weights/README.md"]
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -37,14 +37,14 @@ setup(
         (f"share/{PACKAGE}/config", [*glob("config/*.yaml"), *glob("config/*.rviz")]),
         (f"share/{PACKAGE}/weights", ["weights/README.md"]),
     ],
-    install_requires=[*REQUIREMENTS, "numpy>=1.21", "opencv-python-headless>=4.6", "pyyaml>=5.4"],
+    install_requires=[*REQUIREMENTS, "numpy>=1.21", "opencv-python-headless>=4.6", "pyyaml>=5.4", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "transformers>=5.0", "setuptools>=64", "wheel", "rosbags>=0.10.8"],
+        "test": ["pytest>=7", "transformers>=5.0", "setuptools>=64", "wheel", "jsonschema>=4"],
     },
     zip_safe=False,  # head folders are found and imported from the file system
     entry_points={
         "console_scripts": [
-            "dinov3-toolkit = dinov3_toolkit.cli:main",
+            "dinov3 = dinov3_ros.cli:main",  # no ROS needed (README, "Run it without ROS")
             "dinov3_node = dinov3_ros.node:main",  # ROS 2 only (needs rclpy); colcon puts it in lib/dinov3_ros
         ],
     },

@@ -78,6 +78,10 @@ class RosMessages:
         self._classes: dict[str, type] = {}
 
     def new(self, typename: str, **fields: Any) -> Any:
+        return self.message_class(typename)(**fields)
+
+    def message_class(self, typename: str) -> type:
+        """The rclpy class of ``typename`` (``"pkg/msg/Name"``), e.g. to create a publisher."""
         cls = self._classes.get(typename)
         if cls is None:
             package, _, name = typename.split("/")
@@ -89,7 +93,7 @@ class RosMessages:
                     f"(apt install ros-$ROS_DISTRO-{package.replace('_', '-')})"
                 ) from e
             cls = self._classes[typename] = getattr(module, name)
-        return cls(**fields)
+        return cls
 
     def uint8_sequence(self, values: np.ndarray) -> array.array:
         out = array.array("B")

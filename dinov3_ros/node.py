@@ -48,12 +48,11 @@ except ImportError:  # Humble
 
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.heads.manifest import ParamSpec
-from dinov3_toolkit.overlays import add_banner, composite, draw_result
-from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
 from . import conversions
 from .decode import DecodeError, compressed_to_rgb, image_to_rgb
 from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
+from .topics import OVERLAY, frame_messages, label_info_messages, output_topics
 from .worker import LatestFrameWorker
 
 _RELIABILITY = {
@@ -283,33 +282,21 @@ class Dinov3Node(LifecycleNode):
     # --- frames ------------------------------------------------------------------------------------
 
     def _create_publishers(self) -> None:
-        def publisher(msg_type, topic: str, qos: QoSProfile = _RESULT_QOS):
-            self._publishers_by_topic[topic] = self.create_lifecycle_publisher(msg_type, topic, qos)
-            return self._publishers_by_topic[topic]
-
-        from diagnostic_msgs.msg import DiagnosticArray
-        from sensor_msgs.msg import Image
-        from vision_msgs.msg import Detection2DArray, LabelInfo
-
-        publisher(Image, "overlay")
-        publisher(DiagnosticArray, "/diagnostics")
-        for name, head in self._engine.heads.items():
-            task = head.manifest.task
-            if task == "detection":
-                publisher(Detection2DArray, f"{name}/detections")
-            elif task == "segmentation":
-                publisher(Image, f"{name}/labels")
-            elif task == "depth":
-                publisher(Image, f"{name}/depth")
-            publisher(Image, f"{name}/overlay")
-            if head.class_names:
-                # A plain publisher: LabelInfo is static, so it is published once, now, and kept
+        for topic in output_topics(self._engine.heads):
+            msg_type = self._messages.message_class(topic.msgtype)
+            if topic.latched:
+                # A plain publisher: LabelInfo is static, so it is published once, below, and kept
                 # (transient-local) for every later subscriber, whatever the lifecycle state.
-                info = self.create_publisher(LabelInfo, f"{name}/label_info", _LABEL_INFO_QOS)
-                self._publishers_by_topic[f"{name}/label_info"] = info
-                threshold = float(head.params.get("score_threshold", 0.0))  # the threshold at configure
-                info.publish(conversions.label_info_to_msg(self._messages, head.class_names, self._stamp_header(),
-                                                           threshold=threshold))
+                self._publishers_by_topic[topic.name] = self.create_publisher(msg_type, topic.name, _LABEL_INFO_QOS)
+            else:
+                self._publishers_by_topic[topic.name] = self.create_lifecycle_publisher(msg_type, topic.name,
+                                                                                        _RESULT_QOS)
+        self._publishers_by_topic["/diagnostics"] = self.create_lifecycle_publisher(
+            self._messages.message_class("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", _RESULT_QOS
+        )
+        # The threshold in LabelInfo is the one at configure.
+        for topic, msg in label_info_messages(self._messages, self._engine.heads, self._stamp_header()).items():
+            self._publishers_by_topic[topic].publish(msg)
 
     def _process(self, msg) -> None:
         """Worker thread: decode, run every head, publish what has subscribers."""
@@ -328,23 +315,15 @@ class Dinov3Node(LifecycleNode):
         self._publish(msg.header, rgb, frame)
 
     def _publish(self, header, rgb, frame: FrameResult) -> None:
-        M, pubs = self._messages, self._publishers_by_topic
-        class_id = self.get_parameter("class_id").value
-        notice = self._random_notice()
-        for name, result in frame.results.items():
-            if isinstance(result, Detections):
-                pubs[f"{name}/detections"].publish(conversions.detections_to_msg(M, result, header, class_id=class_id))
-            elif isinstance(result, SemanticLabels) and f"{name}/labels" in pubs:
-                pubs[f"{name}/labels"].publish(conversions.labels_to_msg(M, result, header))
-            elif isinstance(result, DepthMap) and f"{name}/depth" in pubs:
-                pubs[f"{name}/depth"].publish(conversions.depth_to_msg(M, result, header))
-            overlay_pub = pubs[f"{name}/overlay"]
-            if overlay_pub.get_subscription_count():  # overlays cost time: only drawn when watched
-                overlay = draw_result(rgb, result)
-                overlay = add_banner(overlay, notice) if notice else overlay
-                overlay_pub.publish(conversions.rgb_to_msg(M, overlay, header))
-        if pubs["overlay"].get_subscription_count():
-            pubs["overlay"].publish(conversions.rgb_to_msg(M, composite(rgb, frame.results, notice=notice), header))
+        pubs = self._publishers_by_topic
+
+        def wanted(topic: str) -> bool:  # overlays cost time: only drawn when watched
+            return topic in pubs and (not topic.endswith(OVERLAY) or pubs[topic].get_subscription_count() > 0)
+
+        messages = frame_messages(self._messages, header, rgb, frame, wanted=wanted,
+                                  class_id=self.get_parameter("class_id").value, notice=self._random_notice())
+        for topic, msg in messages.items():
+            pubs[topic].publish(msg)
 
     def _stamp_header(self):
         """A header stamped now, for messages that describe the node rather than a frame."""

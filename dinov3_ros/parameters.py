@@ -35,7 +35,7 @@ class NodeParam:
 
 
 NODE_PARAMS = (
-    NodeParam("backbone", "vits16plus", "DINOv3 backbone variant; `dinov3-toolkit backbones` lists them"),
+    NodeParam("backbone", "vits16plus", "DINOv3 backbone variant; `dinov3 backbones` lists them"),
     NodeParam("backbone_weights", "", "weights file or folder; empty: searched (see weights/README.md)"),
     NodeParam("device", "cuda", "cpu, cuda or cuda:N; CUDA on a machine without it falls back to the CPU"),
     NodeParam("precision", "fp32", "compute precision (autocast); RoPE and norms stay fp32", choices=tuple(PRECISIONS)),

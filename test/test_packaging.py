@@ -113,8 +113,8 @@ def test_console_script_is_installed():
     ]
     if not installed:
         pytest.skip("dinov3_ros is not pip-installed in this environment (make test installs it)")
-    assert "dinov3-toolkit" in {ep.name for ep in installed[0].entry_points if ep.group == "console_scripts"}
-    assert (Path(sys.executable).parent / "dinov3-toolkit").exists()
+    assert "dinov3" in {ep.name for ep in installed[0].entry_points if ep.group == "console_scripts"}
+    assert (Path(sys.executable).parent / "dinov3").exists()
 
 
 def test_sources_parse_as_python_3_10():

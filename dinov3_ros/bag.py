@@ -1,0 +1,262 @@
+"""rosbag2 in and out without a ROS install: camera frames from a bag, the node's topics into a new one.
+
+Reading and writing go through ``rosbags`` (pure Python; sqlite3 and MCAP), and
+every message is built by ``conversions`` via ``topics.frame_messages``, the
+node's own code, so a processed bag holds what the node would have published
+for the same frames: same topics under the namespace, same types, the input
+header on every message, and each message recorded at its input's time.
+
+Bags are written as rosbag2 metadata version 8, the newest that ROS 2 Humble
+reads (version 9 stores QoS profiles in a form Humble rejects); Jazzy reads it
+too. LabelInfo is recorded as transient local, so ``ros2 bag play`` republishes
+it latched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinov3_toolkit.engine import FrameResult
+from dinov3_toolkit.heads.loader import LoadedHead
+from dinov3_toolkit.sources import SourceFrame
+
+from . import conversions
+from .decode import DecodeError, compressed_to_rgb, image_to_rgb
+from .topics import OVERLAY, frame_messages, label_info_messages, output_topics
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+STORAGES = ("mcap", "sqlite3")
+BAG_VERSION = 8
+DEFAULT_IMAGE_TOPIC = "/camera/image_raw"  # where frames from files, videos and cameras are recorded
+
+
+class BagError(ValueError):
+    """A bag that cannot be read or written as asked; the message says what to change."""
+
+
+@dataclass
+class BagFrame(SourceFrame):
+    """A frame read from a bag, with the recorded message it came from (copied unchanged into the output)."""
+
+    topic: str = ""
+    msgtype: str = ""
+    rawdata: bytes = b""
+    log_time_ns: int = 0
+
+
+class BagImages:
+    """The image messages of one topic of a rosbag2 (sqlite3 or MCAP), in recording order.
+
+    ``topic`` may be omitted when the bag has exactly one ``Image`` or
+    ``CompressedImage`` topic. Frames that cannot be decoded arrive with ``error`` set.
+    """
+
+    kind = "bag"
+
+    def __init__(self, path: str | Path, topic: str | None = None, *, distro: str = "jazzy") -> None:
+        from rosbags.highlevel import AnyReader
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"bag {self.path} does not exist")
+        # Bags written by ros2 bag and rosbags carry their message definitions; the
+        # distro's store is only for older bags that do not.
+        self.reader = AnyReader([self.path], default_typestore=conversions.bag_messages(distro).typestore)
+        try:
+            self.reader.open()
+        except Exception as e:  # rosbags raises several types for "not a bag"
+            raise BagError(f"{self.path} cannot be read as a rosbag2 (sqlite3 or MCAP): {e}") from e
+        images = {c.topic: c.msgtype for c in self.reader.connections if c.msgtype in IMAGE_TYPES}
+        self.topic = pick_image_topic(images, topic, self.path)
+        self.msgtype = images[self.topic]
+        self._connections = [c for c in self.reader.connections if c.topic == self.topic]
+        self.total = sum(c.msgcount for c in self._connections)
+        seconds = (self.reader.end_time - self.reader.start_time) / 1e9
+        self.fps = (self.total - 1) / seconds if self.total > 1 and seconds > 0 else 10.0
+
+    def __iter__(self) -> Iterator[BagFrame]:
+        compressed = self.msgtype.endswith("CompressedImage")
+        for index, (connection, log_time, rawdata) in enumerate(self.reader.messages(connections=self._connections)):
+            rgb, error, stamp, frame_id = None, None, log_time, ""
+            try:
+                msg = self.reader.deserialize(rawdata, connection.msgtype)
+                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                frame_id = msg.header.frame_id
+                rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
+            except DecodeError as e:
+                error = str(e)
+            except Exception as e:  # a corrupt message must not end the run
+                error = f"message cannot be deserialised: {type(e).__name__}: {e}"
+            yield BagFrame(
+                index=index,
+                name=f"{index:06d}",
+                origin=f"{self.path}:{self.topic}#{index}",
+                stamp_ns=stamp,
+                rgb=rgb,
+                error=error,
+                frame_id=frame_id,
+                topic=self.topic,
+                msgtype=connection.msgtype,
+                rawdata=bytes(rawdata),
+                log_time_ns=log_time,
+            )
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def pick_image_topic(images: Mapping[str, str], wanted: str | None, path: Path) -> str:
+    """``wanted`` if it is an image topic of the bag, else the bag's only image topic."""
+    listing = ", ".join(f"{t} ({m.split('/')[-1]})" for t, m in sorted(images.items())) or "none"
+    if wanted is not None:
+        if wanted not in images:
+            raise BagError(f"bag {path} has no Image or CompressedImage topic {wanted}; its image topics: {listing}")
+        return wanted
+    if len(images) != 1:
+        problem = "has no Image or CompressedImage topic" if not images else "has several image topics"
+        raise BagError(f"bag {path} {problem}; choose one with --topic (image topics: {listing})")
+    return next(iter(images))
+
+
+class BagOutput:
+    """A rosbag2 being written, one whole frame at a time: the input image and the node's topics.
+
+    ``heads`` decides the topics (``topics.output_topics``). The combined overlay
+    is recorded unless ``overlay`` is false; per-head overlays only with
+    ``head_overlays``. Frames that did not come from a bag are recorded as rgb8
+    images on ``image_topic``. Close it (or use it as a context manager) to
+    finish the bag; an interrupted run closed this way leaves a valid bag.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        heads: Mapping[str, LoadedHead],
+        *,
+        storage: str = "mcap",
+        distro: str = "jazzy",
+        namespace: str = "/dinov3",
+        class_id: str = "name",
+        overlay: bool = True,
+        head_overlays: bool = False,
+        notice: str | None = None,
+        image_topic: str = DEFAULT_IMAGE_TOPIC,
+        overwrite: bool = False,
+    ) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        if storage not in STORAGES:
+            raise BagError(f"bag storage must be one of {STORAGES}, got {storage!r}")
+        if class_id not in conversions.CLASS_ID_MODES:
+            raise BagError(f"class_id must be one of {conversions.CLASS_ID_MODES}, got {class_id!r}")
+        self.path = Path(path)
+        _make_room(self.path, overwrite)
+        self.messages = conversions.bag_messages(distro)
+        self.class_id = class_id
+        self.notice = notice
+        self.image_topic = image_topic
+        self.frames = 0
+        self._heads = heads
+        self._writer = Writer(
+            self.path,
+            version=BAG_VERSION,
+            storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3,
+        )
+        self._writer.open()
+        prefix = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        self._connections: dict[str, Any] = {}
+        for topic in output_topics(heads):
+            if topic.name == OVERLAY and not overlay:
+                continue
+            if topic.name.endswith("/overlay") and not head_overlays:
+                continue
+            self._connections[topic.name] = self._writer.add_connection(
+                f"{prefix}/{topic.name}",
+                topic.msgtype,
+                typestore=self.messages.typestore,
+                offered_qos_profiles=[_qos(topic.latched)],
+            )
+        self._inputs: dict[tuple[str, str], Any] = {}
+        self.wants_overlay = overlay
+
+    def write(self, item: SourceFrame, frame: FrameResult, overlay: np.ndarray | None) -> None:
+        M = self.messages
+        header = conversions.make_header(M, item.stamp_ns // 10**9, item.stamp_ns % 10**9, item.frame_id)
+        if isinstance(item, BagFrame):
+            log_time, topic, msgtype, rawdata = item.log_time_ns, item.topic, item.msgtype, item.rawdata
+        else:
+            log_time, topic, msgtype = item.stamp_ns, self.image_topic, "sensor_msgs/msg/Image"
+            rawdata = self._serialize(conversions.rgb_to_msg(M, item.rgb, header))
+        if self.frames == 0:  # LabelInfo once, before the first results, as the node publishes it at configure
+            for name, msg in label_info_messages(M, self._heads, header).items():
+                self._write(self._connections[name], log_time, msg)
+        self._writer.write(self._input_connection(topic, msgtype), log_time, rawdata)
+        messages = frame_messages(
+            M, header, item.rgb, frame, wanted=self._connections.__contains__, class_id=self.class_id,
+            notice=self.notice, overlay=overlay,
+        )
+        for name, msg in messages.items():
+            self._write(self._connections[name], log_time, msg)
+        self.frames += 1
+
+    def _input_connection(self, topic: str, msgtype: str) -> Any:
+        if (topic, msgtype) not in self._inputs:
+            qos = [_qos(latched=False)]
+            self._inputs[topic, msgtype] = self._writer.add_connection(
+                topic, msgtype, typestore=self.messages.typestore, offered_qos_profiles=qos
+            )
+        return self._inputs[topic, msgtype]
+
+    def _serialize(self, msg: Any) -> bytes:
+        return self.messages.typestore.serialize_cdr(msg, msg.__msgtype__)
+
+    def _write(self, connection: Any, log_time: int, msg: Any) -> None:
+        self._writer.write(connection, log_time, self._serialize(msg))
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> BagOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"{self.frames} frame(s) in bag {self.path.resolve()}"
+
+
+def _make_room(path: Path, overwrite: bool) -> None:
+    """rosbags writes into a new folder; ``overwrite`` removes an earlier bag there (and nothing else)."""
+    if not path.exists():
+        return
+    is_bag = path.is_dir() and (path / "metadata.yaml").is_file()
+    if overwrite and is_bag:
+        shutil.rmtree(path)
+        return
+    hint = "pass --overwrite to replace it" if is_bag else "it is not a bag, so choose another path"
+    raise BagError(f"output bag {path} exists; {hint}")
+
+
+def _qos(latched: bool) -> Any:
+    """What the node offers: reliable keep-last, transient local for LabelInfo (the node's QoS)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    never = QosTime(0, 0)
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=1 if latched else 2,
+        reliability=QosReliability.RELIABLE,
+        durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+        deadline=never,
+        lifespan=never,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=never,
+        avoid_ros_namespace_conventions=False,
+    )

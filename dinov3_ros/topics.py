@@ -1,0 +1,105 @@
+"""The node's output topics and the messages one frame gives them: one definition for the node and for bags.
+
+Topic names are relative to the node's namespace (``/dinov3`` by default):
+
+- ``overlay`` (Image rgb8): every head in one picture;
+- per head ``<name>/detections`` (Detection2DArray), ``<name>/labels`` (Image
+  mono8/mono16) or ``<name>/depth`` (Image 32FC1), by the task in its manifest;
+- per head ``<name>/overlay`` (Image rgb8);
+- per head with classes ``<name>/label_info`` (LabelInfo), published once and
+  latched (transient local).
+
+``dinov3 bag`` writes exactly these, so a bag played back looks to RViz like
+the node running live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dinov3_toolkit.engine import FrameResult
+from dinov3_toolkit.heads.loader import LoadedHead
+from dinov3_toolkit.overlays import add_banner, composite, draw_result
+from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
+
+from . import conversions
+from .conversions import MessageBackend
+
+IMAGE = "sensor_msgs/msg/Image"
+OVERLAY = "overlay"
+# task in head.yaml -> (topic under the head's name, message type)
+RESULT_TOPICS = {
+    "detection": ("detections", "vision_msgs/msg/Detection2DArray"),
+    "segmentation": ("labels", IMAGE),
+    "depth": ("depth", IMAGE),
+}
+
+
+@dataclass(frozen=True)
+class OutputTopic:
+    name: str  # relative to the node's namespace
+    msgtype: str  # "pkg/msg/Name"
+    latched: bool = False  # transient local: LabelInfo, published once for late subscribers
+
+
+def output_topics(heads: Mapping[str, LoadedHead]) -> list[OutputTopic]:
+    """Every topic the node publishes for these heads (besides ``/diagnostics``)."""
+    topics = [OutputTopic(OVERLAY, IMAGE)]
+    for name, head in heads.items():
+        if head.manifest.task in RESULT_TOPICS:
+            suffix, msgtype = RESULT_TOPICS[head.manifest.task]
+            topics.append(OutputTopic(f"{name}/{suffix}", msgtype))
+        topics.append(OutputTopic(f"{name}/overlay", IMAGE))
+        if head.class_names:
+            topics.append(OutputTopic(f"{name}/label_info", "vision_msgs/msg/LabelInfo", latched=True))
+    return topics
+
+
+def label_info_messages(M: MessageBackend, heads: Mapping[str, LoadedHead], header: Any) -> dict[str, Any]:
+    """``<name>/label_info`` for every head with classes; the threshold is the head's current score threshold."""
+    return {
+        f"{name}/label_info": conversions.label_info_to_msg(
+            M, head.class_names, header, threshold=float(head.params.get("score_threshold", 0.0))
+        )
+        for name, head in heads.items()
+        if head.class_names
+    }
+
+
+def frame_messages(
+    M: MessageBackend,
+    header: Any,
+    rgb: np.ndarray,
+    frame: FrameResult,
+    *,
+    wanted: Callable[[str], bool],
+    class_id: str = "name",
+    notice: str | None = None,
+    overlay: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The messages of one frame by topic, each built only if ``wanted(topic)``; all carry ``header``.
+
+    A result goes to the topic of its type, if ``wanted`` accepts it (a head whose
+    task has another topic gets its overlay only). Overlays cost time, so the node
+    asks only for those somebody watches. ``overlay`` is the combined picture when
+    the caller has drawn it already; ``notice`` is drawn on every overlay.
+    """
+    out: dict[str, Any] = {}
+    for name, result in frame.results.items():
+        if isinstance(result, Detections) and wanted(topic := f"{name}/detections"):
+            out[topic] = conversions.detections_to_msg(M, result, header, class_id=class_id)
+        elif isinstance(result, SemanticLabels) and wanted(topic := f"{name}/labels"):
+            out[topic] = conversions.labels_to_msg(M, result, header)
+        elif isinstance(result, DepthMap) and wanted(topic := f"{name}/depth"):
+            out[topic] = conversions.depth_to_msg(M, result, header)
+        if wanted(topic := f"{name}/overlay"):
+            drawn = draw_result(rgb, result)
+            out[topic] = conversions.rgb_to_msg(M, add_banner(drawn, notice) if notice else drawn, header)
+    if wanted(OVERLAY):
+        drawn = overlay if overlay is not None else composite(rgb, frame.results, notice=notice)
+        out[OVERLAY] = conversions.rgb_to_msg(M, drawn, header)
+    return out

@@ -1,0 +1,169 @@
+"""What ``dinov3 run`` leaves on disk: a JSON record per frame, label PNGs, depth arrays and overlays.
+
+Layout of the output folder::
+
+    frames.jsonl            one JSON record per frame, one per line (schema: frame_record.schema.json)
+    overlays/<name>.jpg     the overlay of each image (image sources)
+    overlay.mp4             the overlay video (video and camera sources)
+    labels/<name>_<head>.png  class index per pixel, 8- or 16-bit PNG, lossless
+    depth/<name>_<head>.npy   float32 (H, W) depth, ``numpy.load`` reads it
+
+JSON Lines because a long run can be stopped at any moment: every line already
+written is a complete record, and the file is valid up to the last one. Paths in
+records are relative to the output folder, so the folder can be moved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .engine import FrameResult
+from .results import DepthMap, Detections, SemanticLabels
+from .sources import SourceFrame
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "frame_record.schema.json"
+RECORDS_FILE = "frames.jsonl"
+OVERLAY_VIDEO = "overlay.mp4"
+
+
+def frame_record(item: SourceFrame, frame: FrameResult, files: dict[str, str], overlay: dict | None) -> dict:
+    """The JSON record of one frame; ``files`` maps head names to the label/depth file written for them."""
+    height, width = frame.image_size
+    t = frame.timings
+    return {
+        "frame": item.index,
+        "name": item.name,
+        "source": item.origin,
+        "stamp": {"sec": item.stamp_ns // 10**9, "nanosec": item.stamp_ns % 10**9},
+        "frame_id": item.frame_id,
+        "width": width,
+        "height": height,
+        "heads": {name: _result_record(result, files.get(name)) for name, result in frame.results.items()},
+        "errors": {name: str(error) for name, error in frame.errors.items()},
+        "overlay": overlay,
+        "timings_ms": {
+            "preprocess": _ms(t.preprocess),
+            "backbone": _ms(t.backbone),
+            "heads": {name: _ms(s) for name, s in t.heads.items()},
+            "postprocess": {name: _ms(s) for name, s in t.postprocess.items()},
+            "total": _ms(t.total),
+        },
+    }
+
+
+def _result_record(result: object, file: str | None) -> dict[str, Any]:
+    if isinstance(result, Detections):
+        return {
+            "type": "detections",
+            "detections": [
+                {"box": box, "score": score, "label": label, "class_name": result.class_names[label]}
+                for box, score, label in zip(result.boxes.tolist(), result.scores.tolist(), result.labels.tolist())
+            ],
+        }
+    if isinstance(result, SemanticLabels):
+        counts = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
+        present = np.flatnonzero(counts)
+        return {
+            "type": "labels",
+            "file": file,
+            "classes": [
+                {"label": int(i), "class_name": result.class_names[i], "pixels": int(counts[i])} for i in present
+            ],
+        }
+    if isinstance(result, DepthMap):
+        finite = result.depth[np.isfinite(result.depth)]
+        return {
+            "type": "depth",
+            "file": file,
+            "unit": result.unit,
+            "min": float(finite.min()) if finite.size else None,
+            "max": float(finite.max()) if finite.size else None,
+        }
+    return {"type": "other", "result_type": type(result).__name__}
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1e3, 3)
+
+
+class RunOutput:
+    """Writes one frame at a time into ``folder`` (see the module docstring for the layout).
+
+    ``overlays`` is ``"images"`` (one jpg per frame), ``"video"`` (one mp4 at
+    ``fps``) or ``"none"``. Each record line is flushed as soon as its files are
+    written, so an interrupted run leaves only complete frames behind.
+    """
+
+    def __init__(self, folder: str | Path, *, overlays: str = "images", fps: float = 10.0) -> None:
+        if overlays not in ("images", "video", "none"):
+            raise ValueError(f"overlays must be 'images', 'video' or 'none', got {overlays!r}")
+        self.folder = Path(folder)
+        self.overlays = overlays
+        self.fps = fps
+        self.frames = 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._records = (self.folder / RECORDS_FILE).open("w", encoding="utf-8")
+        self._video: cv2.VideoWriter | None = None
+        self._video_size: tuple[int, int] = (0, 0)  # (H, W) of the video, set by its first frame
+
+    @property
+    def wants_overlay(self) -> bool:
+        return self.overlays != "none"
+
+    def write(self, item: SourceFrame, frame: FrameResult, overlay: np.ndarray | None) -> None:
+        files = {}
+        for name, result in frame.results.items():
+            if isinstance(result, SemanticLabels):
+                files[name] = self._save(f"labels/{item.name}_{name}.png", result.labels)
+            elif isinstance(result, DepthMap):
+                files[name] = self._save(f"depth/{item.name}_{name}.npy", result.depth)
+        record = frame_record(item, frame, files, self._write_overlay(item, overlay))
+        self._records.write(json.dumps(record, allow_nan=False) + "\n")
+        self._records.flush()
+        self.frames += 1
+
+    def _save(self, relative: str, array: np.ndarray) -> str:
+        path = self.folder / relative
+        path.parent.mkdir(exist_ok=True)
+        if path.suffix == ".npy":
+            np.save(path, array)
+        elif not cv2.imwrite(str(path), array):
+            raise OSError(f"cannot write {path}")
+        return relative
+
+    def _write_overlay(self, item: SourceFrame, overlay: np.ndarray | None) -> dict | None:
+        if overlay is None or self.overlays == "none":
+            return None
+        bgr = cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)
+        if self.overlays == "images":
+            return {"file": self._save(f"overlays/{item.name}.jpg", bgr), "frame": None}
+        if self._video is None:
+            height, width = bgr.shape[:2]
+            path = self.folder / OVERLAY_VIDEO
+            self._video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            if not self._video.isOpened():
+                raise OSError(f"cannot write video {path} (OpenCV has no mp4v encoder here)")
+            self._video_size = (height, width)
+        if bgr.shape[:2] != self._video_size:  # a camera that changed resolution mid-run
+            bgr = cv2.resize(bgr, self._video_size[::-1], interpolation=cv2.INTER_AREA)
+        self._video.write(bgr)
+        return {"file": OVERLAY_VIDEO, "frame": self.frames}
+
+    def close(self) -> None:
+        self._records.close()
+        if self._video is not None:
+            self._video.release()
+
+    def __enter__(self) -> RunOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"{self.frames} record(s) in {(self.folder / RECORDS_FILE).resolve()}"

@@ -1,0 +1,145 @@
+"""Where offline frames come from: image files (a file, a folder or a glob), a video file or a camera.
+
+``open_source(spec)`` picks the kind from the text a user typed and returns an
+iterable of ``SourceFrame`` (RGB uint8, a name for output files, a stamp). A
+file that cannot be read does not end the run: it arrives as a frame with
+``error`` set and no pixels, so the caller can report it and go on.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+DEFAULT_FRAME_ID = "camera"
+
+
+class SourceError(ValueError):
+    """A source that cannot be opened at all (no such file, no image in a folder, no camera)."""
+
+
+@dataclass
+class SourceFrame:
+    """One input frame. ``rgb`` is None exactly when ``error`` says why it could not be read."""
+
+    index: int  # 0, 1, ... in source order, also for frames that failed
+    name: str  # unique within the source; output files are named after it
+    origin: str  # the file, or "video.mp4#12" / "camera 0#12", for the JSON record
+    stamp_ns: int  # when the frame was taken (images: run start + index / rate)
+    rgb: np.ndarray | None
+    error: str | None = None
+    frame_id: str = DEFAULT_FRAME_ID
+
+
+class ImageFiles:
+    """Still images, in sorted order; each is one frame, stamped ``rate`` frames per second apart."""
+
+    kind = "images"
+
+    def __init__(self, paths: list[Path], rate: float = 10.0) -> None:
+        self.paths = paths
+        self.fps = rate
+        self.names = _unique_names(paths)
+        self.total = len(paths)
+
+    def __iter__(self) -> Iterator[SourceFrame]:
+        start = time.time_ns()
+        for index, (path, name) in enumerate(zip(self.paths, self.names)):
+            stamp = start + round(index * 1e9 / self.fps)
+            try:
+                rgb, error = read_rgb(path), None
+            except ValueError as e:
+                rgb, error = None, str(e)
+            yield SourceFrame(index, name, str(path), stamp, rgb, error)
+
+    def close(self) -> None:
+        pass
+
+
+class VideoFrames:
+    """A video file or a camera, read with OpenCV; video frames keep their time in the file."""
+
+    def __init__(self, capture: cv2.VideoCapture, label: str, *, camera: bool) -> None:
+        self.capture = capture
+        self.label = label
+        self.kind = "camera" if camera else "video"
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and fps > 0 else 30.0
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.total = None if camera or count <= 0 else count  # frames, when known (for the progress bar)
+
+    def __iter__(self) -> Iterator[SourceFrame]:
+        start = time.time_ns()
+        stem = Path(self.label).stem if self.kind == "video" else self.label.replace(" ", "")
+        index = 0
+        while True:
+            ok, bgr = self.capture.read()
+            if not ok:
+                return
+            if self.kind == "camera":
+                stamp = time.time_ns()
+            else:
+                stamp = start + round(self.capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
+            yield SourceFrame(index, f"{stem}_{index:06d}", f"{self.label}#{index}", stamp, rgb)
+            index += 1
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+def open_source(spec: str, *, rate: float = 10.0) -> ImageFiles | VideoFrames:
+    """What ``spec`` names: a camera index (``0``), a video file, an image file, a folder or a glob."""
+    if spec.isdigit():
+        capture = cv2.VideoCapture(int(spec))
+        if not capture.isOpened():
+            raise SourceError(f"camera {spec} cannot be opened (is it connected, and is it /dev/video{spec}?)")
+        return VideoFrames(capture, f"camera {spec}", camera=True)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise SourceError(f"folder {path} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+        return ImageFiles(paths, rate)
+    if path.is_file():
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            capture = cv2.VideoCapture(str(path))
+            if not capture.isOpened():
+                raise SourceError(f"video {path} cannot be opened by OpenCV (unknown codec or not a video)")
+            return VideoFrames(capture, str(path), camera=False)
+        return ImageFiles([path], rate)
+    if not glob.has_magic(spec):
+        raise SourceError(f"{spec} is no file, folder, glob or camera index")
+    matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+    if not matches:
+        raise SourceError(f"no files match {spec}")
+    return ImageFiles(matches, rate)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3), whatever its channels and depth."""
+    data = np.fromfile(path, np.uint8) if Path(path).is_file() else None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
+    if image is None:
+        raise ValueError(f"cannot read image {path} (missing, or not an image OpenCV can decode)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _unique_names(paths: list[Path]) -> list[str]:
+    """File stems, with ``_2``, ``_3``... added where two files share one (a glob over several folders)."""
+    names: dict[str, None] = {}  # insertion-ordered, with set-speed lookups
+    for path in paths:
+        name, n = path.stem, 1
+        while name in names:
+            n += 1
+            name = f"{path.stem}_{n}"
+        names[name] = None
+    return list(names)
