@@ -30,17 +30,17 @@ import torch
 import yaml
 
 from dinov3_toolkit.backbone import WeightsNotFoundError, get_backbone_spec, list_backbones, resolve_weights
-from dinov3_toolkit.backbone.weights import search_dirs
+from dinov3_toolkit.backbone import weights as backbone_weights
 from dinov3_toolkit.device import PRECISIONS, autocast
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.heads.loader import discover, weights_candidates
 from dinov3_toolkit.preprocess import RESIZE_MODES
-from dinov3_toolkit.records import OVERLAY_VIDEO, RECORDS_FILE, SCHEMA_PATH, RunOutput
+from dinov3_toolkit.records import RECORDS_FILE, SCHEMA_PATH, RunOutput
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 from dinov3_toolkit.runner import RunSummary, run_frames
 from dinov3_toolkit.sources import ImageFiles, SourceFrame, open_source
 
-from .bag import STORAGES, BagError, BagImages, BagOutput
+from .bag import STORAGES, BagImages, BagOutput
 from .conversions import CLASS_ID_MODES, DISTROS
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "dinov3_toolkit" / "samples"
@@ -90,8 +90,8 @@ def describe_engine(engine: Engine, args: argparse.Namespace) -> None:
               "(README, Weights). ***\n")
 
 
-def finish(summary: RunSummary, outputs: list[Any]) -> int:
-    """Print the closing summary; the exit status says whether everything was processed."""
+def finish(summary: RunSummary, outputs: list[Any], engine: Engine) -> int:
+    """Print the closing summary; the exit status says whether every frame went through every head."""
     print()
     for line in summary.lines():
         print(line)
@@ -99,7 +99,10 @@ def finish(summary: RunSummary, outputs: list[Any]) -> int:
         print(f"wrote {output.describe()}")
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_PARTIAL if summary.skipped or summary.head_errors or not summary.frames else EXIT_OK
+    for name in engine.failed:
+        print(f"head {name} did not run (see above)")
+    partial = summary.skipped or summary.head_errors or engine.failed or not summary.frames
+    return EXIT_PARTIAL if partial else EXIT_OK
 
 
 class FrameReport:
@@ -166,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             outputs.append(stack.enter_context(_bag_output(args, engine, out / "bag", overlay=not args.no_overlay)))
         summary = run_frames(engine, source, outputs, total=source.total, notice=random_notice(engine),
                              progress=not args.quiet)
-    return finish(summary, outputs)
+    return finish(summary, outputs, engine)
 
 
 def cmd_bag(args: argparse.Namespace) -> int:
@@ -179,7 +182,7 @@ def cmd_bag(args: argparse.Namespace) -> int:
         output = stack.enter_context(_bag_output(args, engine, Path(args.out), overlay=not args.no_overlay))
         summary = run_frames(engine, source, [output], total=source.total, notice=random_notice(engine),
                              progress=not args.quiet)
-    return finish(summary, [output])
+    return finish(summary, [output], engine)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -196,7 +199,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ]
         summary = run_frames(engine, source, [FrameReport(engine), *outputs], total=source.total,
                              notice=random_notice(engine), progress=False)
-    status = finish(summary, outputs)
+    status = finish(summary, outputs, engine)
     rviz = _rviz_config()
     print(f"""
 Where to look ({out.resolve()}):
@@ -262,8 +265,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  no CUDA device: {why}; 'cuda' falls back to the CPU")
 
     print("\nweights are looked for in (first match wins):")
-    for folder in search_dirs():
-        print(f"  {folder} {'' if folder.is_dir() else '(does not exist)'}")
+    for folder in backbone_weights.search_dirs():
+        print(f"  {folder}" + ("" if folder.is_dir() else "  (does not exist)"))
     found = []
     for backbone in list_backbones():
         try:

@@ -99,8 +99,9 @@ def load_into(
 
 
 def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | Path) -> None:
-    """Write a state dict; ``.safetensors`` by extension, else a plain tensor ``.pth``."""
+    """Write a state dict; ``.safetensors`` by extension, else a plain tensor ``.pth``. Creates the folder."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     if path.suffix == ".safetensors":
         save_safetensors(_untie(tensors), str(path))

@@ -51,6 +51,7 @@ class StopOnInterrupt:
         finally:
             self._writing = False
         if self._interrupt_after_write:
+            self._interrupt_after_write = False
             raise KeyboardInterrupt
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

@@ -110,6 +110,7 @@ class RunOutput:
         self._records = (self.folder / RECORDS_FILE).open("w", encoding="utf-8")
         self._video: cv2.VideoWriter | None = None
         self._video_size: tuple[int, int] = (0, 0)  # (H, W) of the video, set by its first frame
+        self._video_frames = 0
 
     @property
     def wants_overlay(self) -> bool:
@@ -152,7 +153,8 @@ class RunOutput:
         if bgr.shape[:2] != self._video_size:  # a camera that changed resolution mid-run
             bgr = cv2.resize(bgr, self._video_size[::-1], interpolation=cv2.INTER_AREA)
         self._video.write(bgr)
-        return {"file": OVERLAY_VIDEO, "frame": self.frames}
+        self._video_frames += 1
+        return {"file": OVERLAY_VIDEO, "frame": self._video_frames - 1}
 
     def close(self) -> None:
         self._records.close()

@@ -101,10 +101,10 @@ def run_frames(
                             log.error("%s (reported once; counted in the summary)", error)
                         summary.head_errors[name] += 1
                     overlay = composite(item.rgb, frame.results, notice=notice) if overlay_wanted else None
-                    with stop.deferred():
+                    with stop.deferred():  # a forced stop waits until the frame is written (and counted)
                         for writer in writers:
                             writer.write(item, frame, overlay)
-                    summary.frames += 1
+                        summary.frames += 1
                 bar.update()
                 if stop.requested:
                     summary.interrupted = True

@@ -1,0 +1,260 @@
+"""The `dinov3` command line, run in-process: demo, run (images, video), heads, check, backbones."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import jsonschema
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+from dinov3_ros.cli import build_parser, main, sample_images
+from dinov3_toolkit.backbone import save_backbone
+from dinov3_toolkit.checkpoint import save_state_dict
+from dinov3_toolkit.engine import Engine
+from dinov3_toolkit.records import SCHEMA_PATH
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--backbone", "vits16", "--device", "cpu", "--size", "32"]
+BANNER_RED = (200, 0, 0)  # overlays.add_banner's strip colour (RGB)
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """Weights are searched only in an empty folder, whatever this machine has."""
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
+    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
+    return empty
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    """Every weights file present: the backbone and the three heads, saved from a random engine."""
+    folder = tmp_path / "weights"
+    engine = Engine.create(backbone="vits16", device="cpu", size=32, random_weights=True, warmup=False)
+    save_backbone(engine.extractor.backbone, folder / "dinov3_vits16_pretrain_lvd1689m-08c60483.pth")
+    for name, head in engine.heads.items():
+        save_state_dict(head.model.state_dict(), folder / f"head_{name}" / "model.pth")
+    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [folder])
+    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [folder])
+    return folder
+
+
+def records(folder: Path) -> list[dict]:
+    """frames.jsonl, each line checked against the published schema."""
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    lines = (folder / "frames.jsonl").read_text().splitlines()
+    for line in lines:
+        validator.validate(json.loads(line))
+    return [json.loads(line) for line in lines]
+
+
+def has_banner(image_bgr: np.ndarray) -> bool:
+    """The red random-weights strip across the top of an overlay (jpeg-tolerant)."""
+    strip = image_bgr[1:4, :, ::-1].reshape(-1, 3).astype(int)
+    return bool((np.abs(strip - BANNER_RED).max(axis=1) < 40).mean() > 0.5)
+
+
+def test_samples_are_bundled():
+    names = [p.name for p in sample_images()]
+    assert names == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+
+
+def test_demo_writes_overlays_json_and_an_mcap_bag_and_says_the_weights_are_random(tmp_path, capsys, no_weights):
+    out = tmp_path / "demo"
+    assert main(["demo", *TINY, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "RANDOM WEIGHTS (backbone, depth, detection, segmentation)" in text
+    # chelsea.jpg is 451x300 -> stretched to 32x32
+    assert re.search(r"chelsea\s+451x300\s+32x32\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+depth: depth .*; detection: \d+ boxes"
+                     r".*; segmentation: \d+ classes", text)
+    assert "ros2 bag play" in text and "rviz2 -d" in text and "Foxglove" in text
+
+    stems = ["astronaut", "chelsea", "coffee", "rocket"]
+    assert sorted(p.stem for p in (out / "overlays").iterdir()) == stems
+    overlay = cv2.imread(str(out / "overlays" / "chelsea.jpg"))
+    assert overlay.shape == (300, 451 * 2, 3)  # the photo with labels and boxes, and the depth panel
+    assert has_banner(overlay)
+    assert [r["name"] for r in records(out)] == stems
+    assert sorted(p.name for p in (out / "labels").iterdir()) == [f"{s}_segmentation.png" for s in stems]
+
+    (mcap,) = (out / "bag").glob("*.mcap")
+    with AnyReader([out / "bag"]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts["/camera/image_raw"] == 4 and counts["/dinov3/overlay"] == 4
+    assert counts["/dinov3/detection/detections"] == counts["/dinov3/segmentation/labels"] == 4
+    assert counts["/dinov3/detection/label_info"] == 1
+
+    # A second demo replaces the first one's outputs instead of failing on the existing bag.
+    assert main(["demo", *TINY, "--heads", "depth", "--out", str(out), str(sample_images()[1])]) == 0
+    assert [r["name"] for r in records(out)] == ["chelsea"]
+
+
+def test_demo_uses_weights_when_present_and_then_says_nothing_about_random_ones(tmp_path, capsys, weights_dir):
+    out = tmp_path / "demo"
+    assert main(["demo", *TINY, "--out", str(out), str(sample_images()[1])]) == 0
+    text = capsys.readouterr().out
+    assert "RANDOM" not in text
+    assert not has_banner(cv2.imread(str(out / "overlays" / "chelsea.jpg")))
+
+
+def test_run_on_a_folder_writes_records_labels_depth_and_overlays(tmp_path, capsys, weights_dir):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    sizes = {"a": (40, 56), "b": (24, 24), "c": (33, 70)}
+    for stem, (h, w) in sizes.items():
+        cv2.imwrite(str(folder / f"{stem}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "notes.txt").write_text("not an image, not even tried")
+    out = tmp_path / "out"
+
+    code = main(["run", str(folder), *TINY, "--out", str(out), "--param", "detection.score_threshold=0.01"])
+    captured = capsys.readouterr()
+    assert code == 1  # one unreadable image: partial success
+    assert "1 unreadable frame(s) skipped" in captured.out and "broken.jpg" in captured.out
+    assert "3 frame(s)" in captured.out and "RANDOM" not in captured.out
+
+    found = records(out)
+    assert [r["name"] for r in found] == ["a", "b", "c"]
+    assert [r["frame"] for r in found] == [0, 1, 3]  # source indices: broken.jpg (sorted after b) was frame 2
+    for record in found:
+        h, w = sizes[record["name"]]
+        assert (record["height"], record["width"]) == (h, w)
+        assert cv2.imread(str(out / record["overlay"]["file"])).shape == (h, 2 * w, 3)
+        labels = cv2.imread(str(out / record["heads"]["segmentation"]["file"]), cv2.IMREAD_UNCHANGED)
+        assert labels.shape == (h, w) and labels.dtype == np.uint8
+        counts = np.bincount(labels.ravel(), minlength=134)
+        assert {c["label"]: c["pixels"] for c in record["heads"]["segmentation"]["classes"]} == {
+            i: int(n) for i, n in enumerate(counts) if n
+        }
+        depth = np.load(out / record["heads"]["depth"]["file"])
+        assert depth.shape == (h, w) and depth.dtype == np.float32
+        assert record["heads"]["depth"]["min"] == pytest.approx(float(depth.min()))
+        for det in record["heads"]["detection"]["detections"]:
+            x1, y1, x2, y2 = det["box"]
+            assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h and det["score"] >= 0.01
+    assert any(r["heads"]["detection"]["detections"] for r in found)
+    assert not (out / "bag").exists()  # only with --bag
+
+
+def test_run_on_a_video_writes_an_overlay_video_and_a_record_per_frame(tmp_path, capsys, weights_dir):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+
+    assert main(["run", str(video), *TINY, "--out", str(out), "--heads", "segmentation", "detection"]) == 0
+    found = records(out)
+    assert [r["name"] for r in found] == [f"clip_{i:06d}" for i in range(5)]
+    assert [r["overlay"] for r in found] == [{"file": "overlay.mp4", "frame": i} for i in range(5)]
+    stamps = [r["stamp"]["sec"] * 10**9 + r["stamp"]["nanosec"] for r in found]
+    assert np.allclose(np.diff(stamps), 0.2e9, atol=1e6)  # the video's own 5 frames/s
+    assert sorted(found[0]["heads"]) == ["detection", "segmentation"]
+    capture = cv2.VideoCapture(str(out / "overlay.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    ok, first = capture.read()
+    assert ok and first.shape == (48, 64, 3)  # no panel without depth
+    capture.release()
+
+
+def test_run_refuses_to_use_random_weights_unless_asked(tmp_path, capsys, no_weights):
+    image = sample_images()[1]
+    assert main(["run", str(image), *TINY, "--out", str(tmp_path / "a")]) == 2
+    assert "no weights for backbone vits16" in capsys.readouterr().err
+    assert main(["run", str(image), *TINY, "--out", str(tmp_path / "b"), "--random-weights", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "RANDOM WEIGHTS" in text
+    assert has_banner(cv2.imread(str(tmp_path / "b" / "overlays" / "chelsea.jpg")))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "no/such/file.png"], "no/such/file.png is no file, folder, glob or camera index"),
+        (["run", "nothing_*.png"], "no files match nothing_*.png"),
+        (["run", "SAMPLE", "--random-weights", "--heads", "nope"], "unknown head(s) ['nope']"),
+        (["run", "SAMPLE", "--random-weights", "--device", "gpu"], "device must be 'cpu', 'cuda' or 'cuda:N'"),
+        (["bag", "no_bag_here", "--out", "x"], "bag no_bag_here does not exist"),
+    ],
+)
+def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys, monkeypatch, no_weights):
+    monkeypatch.chdir(tmp_path)
+    argv = [str(sample_images()[0]) if a == "SAMPLE" else a for a in argv]
+    device = [] if "--device" in argv else ["--device", "cpu"]
+    assert main([*argv, "--backbone", "vits16", "--size", "32", *device]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_head_that_cannot_load_is_reported_and_the_others_still_run(tmp_path, capsys, no_weights):
+    image = str(sample_images()[1])
+    code = main(["run", image, *TINY, "--random-weights", "--out", str(tmp_path), "--param",
+                 "detection.score_threshold=2"])
+    text = capsys.readouterr().out
+    assert code == 1  # partial: not every head ran
+    assert "head detection is skipped" in text and "score_threshold must be in [0.0, 1.0], got 2.0" in text
+    assert sorted(records(tmp_path)[0]["heads"]) == ["depth", "segmentation"]
+
+
+def test_head_parameters_must_name_a_head_and_a_parameter(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "x.png", "--param", "score_threshold=0.4"])
+    assert "HEAD.NAME=VALUE" in capsys.readouterr().err
+
+
+def test_heads_lists_tasks_classes_and_where_the_weights_are(tmp_path, capsys, no_weights):
+    assert main(["heads"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^detection\s+detection\s+80\s+\[-1\]\s+MISSING \(looked for .*head_detection/weights/model.pth",
+                     text, re.M)
+    assert re.search(r"^segmentation\s+segmentation\s+134\s", text, re.M)
+    assert re.search(r"^depth\s+depth\s+0\s", text, re.M)
+
+    extra = tmp_path / "extra"
+    probe = extra / "head_linear_probe"
+    probe.mkdir(parents=True)
+    for file in (ROOT / "examples" / "head_linear_probe").iterdir():
+        if file.is_file():
+            (probe / file.name).write_bytes(file.read_bytes())
+    (probe / "weights").mkdir(exist_ok=True)
+    (probe / "weights" / "model.safetensors").write_bytes(b"")  # present is all `heads` checks
+    assert main(["heads", "--head-dir", str(extra), "-v"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^linear_probe\s+segmentation\s+3\s+\[-1\]\s+found: .*model.safetensors", text, re.M)
+    assert "classes: background, floor, obstacle" in text
+
+
+def test_check_reports_versions_devices_precisions_and_weights(capsys, no_weights):
+    assert main(["check"]) == 0
+    text = capsys.readouterr().out
+    import torch
+
+    assert f"torch {torch.__version__}" in text
+    assert re.search(r"cpu\s+.*: fp32 ok, fp16 \S+, bf16 ok", text)
+    assert re.search(rf"^  {re.escape(str(no_weights))}$", text, re.M) and "backbone weights found: none" in text
+    assert re.search(r"^detection\s+detection\s+80", text, re.M)
+
+
+def test_backbones_lists_every_variant(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"vits16plus\.lvd1689m\s+28\.7M", out)
+    assert re.search(r"vit7b16\.sat493m\s+6716\.0M", out)
+    assert len(re.findall(r"^\w+\.\w+\s+[\d.]+M", out, re.M)) == 13
+
+
+def test_readme_shows_every_subcommand_with_an_example():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Run it without ROS"):]
+    section = section[: section.index("\n## ", 1)]
+    (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
+    for command in sub.choices:
+        assert re.search(rf"^dinov3 {command}\b", section, re.M), f"README shows no `dinov3 {command}` example"

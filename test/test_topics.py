@@ -1,0 +1,112 @@
+"""The node's topic table and the messages one frame gives it: what the node publishes and bags record."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from dinov3_ros import conversions
+from dinov3_ros.topics import OutputTopic, frame_messages, label_info_messages, output_topics
+from dinov3_toolkit.engine import FrameResult, StageTimings
+from dinov3_toolkit.overlays import composite
+from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
+
+M = conversions.bag_messages("jazzy")
+HEADER = conversions.make_header(M, 12, 345, "cam")
+
+
+def head(task: str, class_names: tuple[str, ...] = (), **params) -> SimpleNamespace:
+    """The parts of a LoadedHead the topic table reads."""
+    return SimpleNamespace(manifest=SimpleNamespace(task=task), class_names=class_names, params=params)
+
+
+HEADS = {
+    "detection": head("detection", ("person", "car"), score_threshold=0.3),
+    "segmentation": head("segmentation", ("background", "road")),
+    "depth": head("depth"),
+    "probe": head("embedding"),  # a task the node has no message for: overlay only
+}
+
+
+def frame() -> tuple[np.ndarray, FrameResult]:
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    results = {
+        "detection": Detections(np.array([[2, 3, 20, 15]], np.float32), np.array([0.9], np.float32),
+                                np.array([1]), ("person", "car")),
+        "segmentation": SemanticLabels(np.ones((24, 32), np.uint8), ("background", "road")),
+        "depth": DepthMap(np.full((24, 32), 2.5, np.float32)),
+        "probe": SemanticLabels(np.zeros((24, 32), np.uint8), ("a", "b")),
+    }
+    timings = StageTimings(0.0, 0.0, {}, {})
+    return rgb, FrameResult(results=results, errors={}, timings=timings, image_size=(24, 32))
+
+
+def test_output_topics_follow_each_heads_task_and_classes():
+    image, dets, info = "sensor_msgs/msg/Image", "vision_msgs/msg/Detection2DArray", "vision_msgs/msg/LabelInfo"
+    assert output_topics(HEADS) == [
+        OutputTopic("overlay", image),
+        OutputTopic("detection/detections", dets),
+        OutputTopic("detection/overlay", image),
+        OutputTopic("detection/label_info", info, latched=True),
+        OutputTopic("segmentation/labels", image),
+        OutputTopic("segmentation/overlay", image),
+        OutputTopic("segmentation/label_info", info, latched=True),
+        OutputTopic("depth/depth", image),
+        OutputTopic("depth/overlay", image),
+        OutputTopic("probe/overlay", image),
+    ]
+
+
+def test_frame_messages_fill_exactly_the_declared_topics_with_the_input_header():
+    rgb, result = frame()
+    declared = {t.name for t in output_topics(HEADS)}
+    messages = frame_messages(M, HEADER, rgb, result, wanted=declared.__contains__)
+    # probe's labels have no declared topic (its task is not segmentation), so only its overlay goes out
+    assert sorted(messages) == sorted(declared - {"detection/label_info", "segmentation/label_info"})
+    for msg in messages.values():
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (12, 345, "cam")
+    assert conversions.msg_to_detections(messages["detection/detections"], ("person", "car")).labels.tolist() == [1]
+    assert (conversions.image_msg_to_array(messages["segmentation/labels"]) == 1).all()
+    assert (conversions.image_msg_to_array(messages["depth/depth"]) == 2.5).all()
+    assert np.array_equal(conversions.image_msg_to_array(messages["overlay"]), composite(rgb, result.results))
+
+
+def test_overlays_are_drawn_only_when_wanted_and_a_given_one_is_used(monkeypatch):
+    rgb, result = frame()
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("an overlay nobody wants was drawn")
+
+    monkeypatch.setattr("dinov3_ros.topics.composite", no_drawing)
+    monkeypatch.setattr("dinov3_ros.topics.draw_result", no_drawing)
+    messages = frame_messages(M, HEADER, rgb, result, wanted=lambda topic: not topic.endswith("overlay"))
+    assert sorted(messages) == ["depth/depth", "detection/detections", "probe/labels", "segmentation/labels"]
+
+    given = np.full((24, 64, 3), 7, np.uint8)
+    messages = frame_messages(M, HEADER, rgb, result, wanted=lambda topic: topic == "overlay", overlay=given)
+    assert np.array_equal(conversions.image_msg_to_array(messages["overlay"]), given)
+
+
+def test_the_random_weights_notice_is_on_every_overlay():
+    rgb, result = frame()
+    plain = frame_messages(M, HEADER, rgb, result, wanted=lambda t: t.endswith("overlay"))
+    noted = frame_messages(M, HEADER, rgb, result, wanted=lambda t: t.endswith("overlay"), notice="RANDOM WEIGHTS")
+    for topic in plain:
+        top_rows = conversions.image_msg_to_array(noted[topic])[:3]
+        assert not np.array_equal(top_rows, conversions.image_msg_to_array(plain[topic])[:3]), topic
+
+
+@pytest.mark.parametrize("class_id, expected", [("name", "car"), ("index", "1")])
+def test_class_id_mode_reaches_the_detections(class_id, expected):
+    rgb, result = frame()
+    messages = frame_messages(M, HEADER, rgb, result, wanted=lambda t: t == "detection/detections", class_id=class_id)
+    assert messages["detection/detections"].detections[0].results[0].hypothesis.class_id == expected
+
+
+def test_label_info_for_heads_with_classes_carries_the_score_threshold():
+    messages = label_info_messages(M, HEADS, HEADER)
+    assert sorted(messages) == ["detection/label_info", "segmentation/label_info"]
+    assert conversions.msg_to_label_info(messages["detection/label_info"]) == (("person", "car"), pytest.approx(0.3))
+    assert conversions.msg_to_label_info(messages["segmentation/label_info"]) == (("background", "road"), 0.0)
