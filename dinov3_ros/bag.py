@@ -77,8 +77,6 @@ class BagImages:
         self.msgtype = images[self.topic]
         self._connections = [c for c in self.reader.connections if c.topic == self.topic]
         self.total = sum(c.msgcount for c in self._connections)
-        seconds = (self.reader.end_time - self.reader.start_time) / 1e9
-        self.fps = (self.total - 1) / seconds if self.total > 1 and seconds > 0 else 10.0
 
     def __iter__(self) -> Iterator[BagFrame]:
         compressed = self.msgtype.endswith("CompressedImage")
@@ -232,16 +230,26 @@ class BagOutput:
         return f"{self.frames} frame(s) in bag {self.path.resolve()}"
 
 
-def _make_room(path: Path, overwrite: bool) -> None:
-    """rosbags writes into a new folder; ``overwrite`` removes an earlier bag there (and nothing else)."""
+def check_output_path(path: str | Path, overwrite: bool) -> None:
+    """Raise unless a bag can be written at ``path``: it is new, or an earlier bag and ``overwrite`` is set.
+
+    Callers check before loading a model, so that a taken path is reported at once.
+    """
+    path = Path(path)
     if not path.exists():
         return
     is_bag = path.is_dir() and (path / "metadata.yaml").is_file()
     if overwrite and is_bag:
-        shutil.rmtree(path)
         return
     hint = "pass --overwrite to replace it" if is_bag else "it is not a bag, so choose another path"
     raise BagError(f"output bag {path} exists; {hint}")
+
+
+def _make_room(path: Path, overwrite: bool) -> None:
+    """rosbags writes into a new folder; ``overwrite`` removes an earlier bag there (and nothing else)."""
+    check_output_path(path, overwrite)
+    if path.exists():
+        shutil.rmtree(path)
 
 
 def _qos(latched: bool) -> Any:

@@ -40,7 +40,7 @@ from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 from dinov3_toolkit.runner import RunSummary, run_frames
 from dinov3_toolkit.sources import ImageFiles, SourceFrame, open_source
 
-from .bag import STORAGES, BagImages, BagOutput
+from .bag import STORAGES, BagImages, BagOutput, check_output_path
 from .conversions import CLASS_ID_MODES, DISTROS
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "dinov3_toolkit" / "samples"
@@ -158,9 +158,11 @@ def _bag_output(args: argparse.Namespace, engine: Engine, path: Path, **kwargs: 
 
 def cmd_run(args: argparse.Namespace) -> int:
     source = open_source(args.source, rate=args.rate)
+    out = Path(args.out)
+    if args.bag:
+        check_output_path(out / "bag", args.overwrite)
     engine = build_engine(args, random_weights=args.random_weights)
     describe_engine(engine, args)
-    out = Path(args.out)
     overlays = "none" if args.no_overlay else "images" if isinstance(source, ImageFiles) else "video"
     with ExitStack() as stack:
         stack.callback(source.close)
@@ -173,6 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bag(args: argparse.Namespace) -> int:
+    check_output_path(args.out, args.overwrite)
     source = BagImages(args.input, args.topic, distro=args.distro)
     engine = build_engine(args, random_weights=args.random_weights)
     describe_engine(engine, args)
@@ -212,7 +215,7 @@ View the bag:
   ROS 2:     ros2 bag play {out / 'bag'} --loop   and, in a second terminal,   rviz2 -d {rviz}
   Foxglove:  open {next((out / 'bag').glob('*.mcap'), out / 'bag')} in Foxglove (app or foxglove.dev), no ROS needed""")
     if random_notice(engine):
-        print(f"\n*** {random_notice(engine)}: the pictures show the pipeline, not real results. ***")
+        print(f"\n*** Reminder: {random_notice(engine)}. The outputs show the pipeline at work, not real results. ***")
     return status
 
 

@@ -123,7 +123,8 @@ def read_bag(path: Path) -> tuple[dict[str, list[Recorded]], dict[str, Any]]:
         for c in connections.values():
             messages[c.topic] = []
         for connection, log_time, raw in reader.messages():
-            messages[connection.topic].append(Recorded(log_time, bytes(raw), reader.deserialize(raw, connection.msgtype)))
+            msg = reader.deserialize(raw, connection.msgtype)
+            messages[connection.topic].append(Recorded(log_time, bytes(raw), msg))
     return messages, connections
 
 

@@ -52,3 +52,21 @@ def load_vector(name: str) -> dict:
 
     with torch.serialization.safe_globals([TorchVersion]):
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tmp_path_factory):
+    """A small engine (vits16 at 32x32, CPU) on random weights with every built-in head.
+
+    No weights file on disk is seen, and the detection threshold is 0 (the
+    manifest's minimum) so that random weights still give a few boxes.
+    """
+    from dinov3_toolkit.engine import Engine
+
+    empty = tmp_path_factory.mktemp("no-weights")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
+        mp.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
+        yield Engine.create(backbone="vits16", device="cpu", size=32, heads=["detection", "segmentation", "depth"],
+                            random_weights=True, head_params={"detection": {"score_threshold": 0.0,
+                                                                            "max_detections": 5}})

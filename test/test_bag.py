@@ -29,7 +29,9 @@ import pytest
 import torch
 import yaml
 
-from bag_fixtures import COMPRESSED, IMAGE, InputFrame, M, png_frame, random_rgb, raw_frame, read_bag, stamp_ns, write_bag
+from bag_fixtures import (
+    COMPRESSED, IMAGE, InputFrame, M, png_frame, random_rgb, raw_frame, read_bag, stamp_ns, write_bag,
+)
 from dinov3_ros.cli import main
 from dinov3_ros.conversions import image_msg_to_array, msg_to_detections, msg_to_label_info
 from dinov3_ros.decode import compressed_to_rgb, image_to_rgb
@@ -182,7 +184,8 @@ def check_result_messages(model: Model, frames: list[InputFrame], bag: dict, *, 
             assert len(records) == len(frames), topic
     for i, frame in enumerate(frames):
         copied = bag[input_topic][i]
-        assert copied.rawdata == frame.rawdata and copied.log_time_ns == frame.log_time_ns
+        assert copied.log_time_ns == frame.log_time_ns, f"input {i} is not recorded at its log time"
+        assert copied.rawdata == frame.rawdata, f"input {i} is not copied byte for byte"
         rgb, expected = reference(model, frame, copied.msg)
         for topic in RESULTS:
             rec = bag[topic][i]
@@ -362,7 +365,7 @@ def _wait_for_progress(proc: subprocess.Popen, total: int, *, done: int, seconds
     fd = proc.stderr.fileno()
     seen = b""
     while True:
-        counts = [int(n) for n in re.findall(rb"(\d+)/%d\b" % total, seen)]
+        counts = [int(n) for n in re.findall(rb"\|\s*(\d+)/%d \[" % total, seen)]  # tqdm's "| 2/60 [00:01<..."
         if counts and max(counts) >= done:
             return seen
         left = deadline - time.monotonic()

@@ -204,6 +204,15 @@ def test_a_head_that_cannot_load_is_reported_and_the_others_still_run(tmp_path, 
     assert sorted(records(tmp_path)[0]["heads"]) == ["depth", "segmentation"]
 
 
+def test_a_taken_output_bag_is_reported_before_any_model_loads(tmp_path, capsys, no_weights):
+    (tmp_path / "bag").mkdir()
+    (tmp_path / "bag" / "notes.txt").write_text("mine")
+    # No weights and no --random-weights: the engine would fail, so the path check came first.
+    assert main(["run", str(sample_images()[0]), "--bag", "--out", str(tmp_path), "--overwrite", *TINY]) == 2
+    assert "bag exists; it is not a bag, so choose another path" in capsys.readouterr().err
+    assert (tmp_path / "bag" / "notes.txt").read_text() == "mine"
+
+
 def test_head_parameters_must_name_a_head_and_a_parameter(capsys):
     with pytest.raises(SystemExit):
         main(["run", "x.png", "--param", "score_threshold=0.4"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from dinov3_toolkit.engine import Engine, FrameResult, StageTimings
+from dinov3_toolkit.engine import FrameResult, StageTimings
 from dinov3_toolkit.records import OVERLAY_VIDEO, RECORDS_FILE, SCHEMA_PATH, RunOutput, frame_record
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 from dinov3_toolkit.sources import SourceFrame
@@ -20,15 +20,8 @@ HEADS = ["detection", "segmentation", "depth"]
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    """A tiny engine on random weights, with every built-in head; no weights file on disk is seen."""
-    empty = tmp_path_factory.mktemp("no-weights")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
-        mp.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
-        # score_threshold 0.0 (the manifest's min) so that random weights still give boxes
-        yield Engine.create(backbone="vits16", device="cpu", size=32, heads=HEADS, random_weights=True,
-                            head_params={"detection": {"score_threshold": 0.0, "max_detections": 7}})
+def engine(tiny_engine):
+    return tiny_engine
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,8 @@ HEADS = ["detection", "segmentation", "depth"]
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    """A tiny engine on random weights, with every built-in head; no weights file on disk is seen."""
-    empty = tmp_path_factory.mktemp("no-weights")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
-        mp.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
-        yield Engine.create(backbone="vits16", device="cpu", size=32, heads=HEADS, random_weights=True,
-                            head_params={"detection": {"score_threshold": 0.0, "max_detections": 5}})
+def engine(tiny_engine):
+    return tiny_engine
 
 
 class Recorder:
