@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make demo   set everything up, run the backbone on the bundled sample images
+#   make demo   set everything up, run every head on the bundled photos (overlays, JSON, an MCAP bag)
 #   make test   set everything up, run the test suite
 # Both create (or reuse) the virtual environment $(VENV) and install what it needs.
 

@@ -57,8 +57,6 @@ class BagImages:
     ``CompressedImage`` topic. Frames that cannot be decoded arrive with ``error`` set.
     """
 
-    kind = "bag"
-
     def __init__(self, path: str | Path, topic: str | None = None, *, distro: str = "jazzy") -> None:
         from rosbags.highlevel import AnyReader
 
@@ -67,25 +65,30 @@ class BagImages:
             raise BagError(f"bag {self.path} does not exist")
         # Bags written by ros2 bag and rosbags carry their message definitions; the
         # distro's store is only for older bags that do not.
-        self.reader = AnyReader([self.path], default_typestore=conversions.bag_messages(distro).typestore)
+        typestore = conversions.bag_messages(distro).typestore
         try:
+            self.reader = AnyReader([self.path], default_typestore=typestore)
             self.reader.open()
         except Exception as e:  # rosbags raises several types for "not a bag"
-            raise BagError(f"{self.path} cannot be read as a rosbag2 (sqlite3 or MCAP): {e}") from e
+            raise BagError(f"{self.path} is not a rosbag2 folder or .mcap/.db3 file rosbags can read: {e}") from e
         images = {c.topic: c.msgtype for c in self.reader.connections if c.msgtype in IMAGE_TYPES}
-        self.topic = pick_image_topic(images, topic, self.path)
+        try:
+            self.topic = pick_image_topic(images, topic, self.path)
+        except BagError:
+            self.reader.close()
+            raise
         self.msgtype = images[self.topic]
         self._connections = [c for c in self.reader.connections if c.topic == self.topic]
-        self.total = sum(c.msgcount for c in self._connections)
+        self.total = sum(c.msgcount for c in self._connections) or None  # None: unknown (e.g. a truncated MCAP)
 
     def __iter__(self) -> Iterator[BagFrame]:
-        compressed = self.msgtype.endswith("CompressedImage")
         for index, (connection, log_time, rawdata) in enumerate(self.reader.messages(connections=self._connections)):
             rgb, error, stamp, frame_id = None, None, log_time, ""
             try:
                 msg = self.reader.deserialize(rawdata, connection.msgtype)
                 stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
                 frame_id = msg.header.frame_id
+                compressed = connection.msgtype.endswith("CompressedImage")
                 rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
             except DecodeError as e:
                 error = str(e)
@@ -151,8 +154,7 @@ class BagOutput:
 
         if storage not in STORAGES:
             raise BagError(f"bag storage must be one of {STORAGES}, got {storage!r}")
-        if class_id not in conversions.CLASS_ID_MODES:
-            raise BagError(f"class_id must be one of {conversions.CLASS_ID_MODES}, got {class_id!r}")
+        conversions.check_class_id_mode(class_id)
         self.path = Path(path)
         _make_room(self.path, overwrite)
         self.messages = conversions.bag_messages(distro)
@@ -184,6 +186,7 @@ class BagOutput:
         self.wants_overlay = overlay
 
     def write(self, item: SourceFrame, frame: FrameResult, overlay: np.ndarray | None) -> None:
+        """Record the frame's input image and its results, all at the input's time (LabelInfo before the first)."""
         M = self.messages
         header = conversions.make_header(M, item.stamp_ns // 10**9, item.stamp_ns % 10**9, item.frame_id)
         if isinstance(item, BagFrame):
@@ -230,19 +233,32 @@ class BagOutput:
         return f"{self.frames} frame(s) in bag {self.path.resolve()}"
 
 
-def check_output_path(path: str | Path, overwrite: bool) -> None:
+def check_output_path(path: str | Path, overwrite: bool, *, input_path: str | Path | None = None) -> None:
     """Raise unless a bag can be written at ``path``: it is new, or an earlier bag and ``overwrite`` is set.
 
-    Callers check before loading a model, so that a taken path is reported at once.
+    Never the input bag, nor a folder inside it or around it. Callers check before
+    loading a model, so that a taken path is reported at once.
     """
     path = Path(path)
+    if input_path is not None:
+        a, b = path.resolve(), Path(input_path).resolve()
+        if a == b or a in b.parents or b in a.parents:
+            raise BagError(f"output bag {path} would overwrite or nest with the input bag {input_path}; "
+                           "choose an --out outside it")
     if not path.exists():
         return
-    is_bag = path.is_dir() and (path / "metadata.yaml").is_file()
-    if overwrite and is_bag:
+    if overwrite and _is_earlier_bag(path):
         return
-    hint = "pass --overwrite to replace it" if is_bag else "it is not a bag, so choose another path"
+    hint = "pass --overwrite to replace it" if _is_earlier_bag(path) else "it is not a bag, so choose another path"
     raise BagError(f"output bag {path} exists; {hint}")
+
+
+def _is_earlier_bag(path: Path) -> bool:
+    """A folder holding only a bag's files (a run killed hard may have left no metadata.yaml)."""
+    if not path.is_dir():
+        return False
+    names = [p.name for p in path.iterdir()]
+    return bool(names) and all(n == "metadata.yaml" or n.endswith((".mcap", ".db3", ".db3-journal")) for n in names)
 
 
 def _make_room(path: Path, overwrite: bool) -> None:

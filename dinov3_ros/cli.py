@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
 
 from dinov3_toolkit.backbone import WeightsNotFoundError, get_backbone_spec, list_backbones, resolve_weights
 from dinov3_toolkit.backbone import weights as backbone_weights
@@ -35,7 +36,8 @@ from dinov3_toolkit.device import PRECISIONS, autocast
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.heads.loader import discover, weights_candidates
 from dinov3_toolkit.preprocess import RESIZE_MODES
-from dinov3_toolkit.records import RECORDS_FILE, SCHEMA_PATH, RunOutput
+from dinov3_toolkit.interrupts import StopOnInterrupt
+from dinov3_toolkit.records import RECORDS_FILE, SCHEMA_PATH, RunOutput, check_run_folder
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 from dinov3_toolkit.runner import RunSummary, run_frames
 from dinov3_toolkit.sources import ImageFiles, SourceFrame, open_source
@@ -57,7 +59,8 @@ def sample_images() -> list[Path]:
 
 
 def build_engine(args: argparse.Namespace, *, random_weights: bool) -> Engine:
-    return Engine.create(
+    """The engine the options describe; an error when not one head can run (nothing would be produced)."""
+    engine = Engine.create(
         backbone=args.backbone,
         backbone_weights=args.weights,
         device=args.device,
@@ -69,6 +72,10 @@ def build_engine(args: argparse.Namespace, *, random_weights: bool) -> Engine:
         head_params=args.param,
         random_weights=random_weights,
     )
+    if not engine.heads:
+        reasons = "".join(f"\n  {error}" for error in engine.failed.values()) or " no head was found"
+        raise ValueError(f"no head can run:{reasons}")
+    return engine
 
 
 def random_notice(engine: Engine) -> str | None:
@@ -78,6 +85,7 @@ def random_notice(engine: Engine) -> str | None:
 
 
 def describe_engine(engine: Engine, args: argparse.Namespace) -> None:
+    """What runs, where, which heads were skipped and why, and the random-weights warning."""
     print(
         f"backbone {engine.extractor.spec.name} on {engine.device} ({args.precision}), resize {args.resize} "
         f"{args.size}, heads {', '.join(engine.heads) or 'none'}"
@@ -116,8 +124,6 @@ class FrameReport:
               "  results")
 
     def write(self, item: SourceFrame, frame: FrameResult, overlay: np.ndarray | None) -> None:
-        from tqdm import tqdm
-
         t = frame.timings
         height, width = frame.image_size
         in_h, in_w = self.engine.extractor.preprocess.input_size(height, width)
@@ -157,34 +163,45 @@ def _bag_output(args: argparse.Namespace, engine: Engine, path: Path, **kwargs: 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    source = open_source(args.source, rate=args.rate)
+    """Images, a video or a camera through the engine into ``--out`` (and a bag with ``--bag``)."""
     out = Path(args.out)
+    check_run_folder(out, args.overwrite)  # taken outputs are reported before the (slow) model load
     if args.bag:
         check_output_path(out / "bag", args.overwrite)
-    engine = build_engine(args, random_weights=args.random_weights)
-    describe_engine(engine, args)
-    overlays = "none" if args.no_overlay else "images" if isinstance(source, ImageFiles) else "video"
-    with ExitStack() as stack:
+    with ExitStack() as stack:  # closes in reverse: outputs first, then Ctrl-C handling ends
+        stop = stack.enter_context(StopOnInterrupt())
+        source = open_source(args.source, rate=args.rate)
         stack.callback(source.close)
-        outputs: list[Any] = [stack.enter_context(RunOutput(out, overlays=overlays, fps=source.fps))]
+        engine = build_engine(args, random_weights=args.random_weights)
+        describe_engine(engine, args)
+        overlays = "none" if args.no_overlay else "images" if isinstance(source, ImageFiles) else "video"
+        outputs: list[Any] = [
+            stack.enter_context(stop.closing(RunOutput(out, overlays=overlays, fps=source.fps,
+                                                       overwrite=args.overwrite)))
+        ]
         if args.bag:
-            outputs.append(stack.enter_context(_bag_output(args, engine, out / "bag", overlay=not args.no_overlay)))
+            bag = _bag_output(args, engine, out / "bag", overlay=not args.no_overlay)
+            outputs.append(stack.enter_context(stop.closing(bag)))
         summary = run_frames(engine, source, outputs, total=source.total, notice=random_notice(engine),
-                             progress=not args.quiet)
+                             progress=not args.quiet, stop=stop)
     return finish(summary, outputs, engine)
 
 
 def cmd_bag(args: argparse.Namespace) -> int:
-    check_output_path(args.out, args.overwrite)
-    source = BagImages(args.input, args.topic, distro=args.distro)
-    engine = build_engine(args, random_weights=args.random_weights)
-    describe_engine(engine, args)
-    print(f"reading {source.total} frame(s) of {source.topic} ({source.msgtype}) from {source.path}")
+    """A bag's camera images through the engine into a new bag with the node's topics."""
+    check_output_path(args.out, args.overwrite, input_path=args.input)  # before the (slow) model load
     with ExitStack() as stack:
+        stop = stack.enter_context(StopOnInterrupt())
+        source = BagImages(args.input, args.topic, distro=args.distro)
         stack.callback(source.close)
-        output = stack.enter_context(_bag_output(args, engine, Path(args.out), overlay=not args.no_overlay))
+        engine = build_engine(args, random_weights=args.random_weights)
+        describe_engine(engine, args)
+        print(f"reading {source.total or 'an unknown number of'} frame(s) of {source.topic} ({source.msgtype}) "
+              f"from {source.path}")
+        output = stack.enter_context(stop.closing(_bag_output(args, engine, Path(args.out),
+                                                              overlay=not args.no_overlay)))
         summary = run_frames(engine, source, [output], total=source.total, notice=random_notice(engine),
-                             progress=not args.quiet)
+                             progress=not args.quiet, stop=stop)
     return finish(summary, [output], engine)
 
 
@@ -196,12 +213,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     describe_engine(engine, args)
     out = Path(args.out)
     with ExitStack() as stack:
+        stop = stack.enter_context(StopOnInterrupt())
         outputs = [
-            stack.enter_context(RunOutput(out, overlays="images")),
-            stack.enter_context(_bag_output(args, engine, out / "bag", overlay=True)),
+            stack.enter_context(stop.closing(RunOutput(out, overlays="images", overwrite=True))),
+            stack.enter_context(stop.closing(_bag_output(args, engine, out / "bag", overlay=True))),
         ]
         summary = run_frames(engine, source, [FrameReport(engine), *outputs], total=source.total,
-                             notice=random_notice(engine), progress=False)
+                             notice=random_notice(engine), progress=False, stop=stop)
     status = finish(summary, outputs, engine)
     rviz = _rviz_config()
     print(f"""
@@ -220,10 +238,12 @@ View the bag:
 
 
 def cmd_heads(args: argparse.Namespace) -> int:
+    """Every head found, its task, classes and layers, and whether its weights are in place."""
     manifests, failed = discover(args.head_dir)
     print(f"{'head':<16} {'task':<14} {'classes':>7}  {'layers':<10} weights")
     for name, manifest in manifests.items():
-        classes = len(manifest.read_class_names()) if manifest.classes else 0
+        names = manifest.read_class_names() if manifest.classes else ()
+        classes = len(names)
         candidates = weights_candidates(manifest)
         found = next((p for p in candidates if p.is_file()), None)
         if found is not None:
@@ -236,7 +256,6 @@ def cmd_heads(args: argparse.Namespace) -> int:
         if args.verbose:
             print(f"{'':<16} {manifest.description} [{manifest.folder}]")
             if classes:
-                names = manifest.read_class_names()
                 print(f"{'':<16} classes: {', '.join(names[:12])}{', ...' if classes > 12 else ''}")
     for name, error in failed.items():
         print(f"{name:<16} BROKEN: {error}")
@@ -244,6 +263,7 @@ def cmd_heads(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """What this machine offers: versions, devices and precisions that work, where weights are."""
     print(f"python {platform.python_version()} on {platform.platform()}")
     cuda_build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
     print(f"torch {torch.__version__} ({cuda_build}), numpy {np.__version__}, opencv {cv2.__version__}")
@@ -283,6 +303,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:
+    """Every backbone variant, its parameter count, and its weights file if found."""
     print(f"{'name':<24} {'params':>10}  weights")
     for name in list_backbones():
         spec = get_backbone_spec(name)
@@ -346,7 +367,7 @@ class _HeadParam(argparse.Action):
         head, dot, name = key.partition(".")
         if not (sep and dot and head and name):
             parser.error(f"{option_string} takes HEAD.NAME=VALUE, e.g. detection.score_threshold=0.4; got {text!r}")
-        params = getattr(namespace, self.dest) or {}
+        params = {h: dict(p) for h, p in (getattr(namespace, self.dest) or {}).items()}
         params.setdefault(head, {})[name] = yaml.safe_load(value)
         setattr(namespace, self.dest, params)
 
@@ -361,7 +382,7 @@ def _engine_options(parser: argparse.ArgumentParser, *, random_option: bool = Tr
     g.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
     g.add_argument("--heads", nargs="+", help="heads to run (default: every head found)")
     g.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
-    g.add_argument("--param", action=_HeadParam, default={}, metavar="HEAD.NAME=VALUE",
+    g.add_argument("--param", action=_HeadParam, metavar="HEAD.NAME=VALUE",
                    help="head parameter, e.g. detection.score_threshold=0.4 (repeatable)")
     if random_option:
         g.add_argument("--random-weights", action="store_true",
@@ -376,7 +397,8 @@ def _bag_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--namespace", default="/dinov3", help="namespace of the result topics (the node's; %(default)s)")
     g.add_argument("--class-id", default="name", choices=CLASS_ID_MODES, help="Detection2D class_id: name or index")
     g.add_argument("--head-overlays", action="store_true", help="also record each head's own overlay topic")
-    g.add_argument("--overwrite", action="store_true", help="replace an output bag left by an earlier run")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs (records, files, bag) of an earlier run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bag = sub.add_parser("bag", help="a rosbag2 with camera images -> a new bag with the node's topics")
     bag.add_argument("input", help="input bag folder (sqlite3 or MCAP) or .mcap/.db3 file")
-    bag.add_argument("--out", required=True, help="output bag folder (must not exist)")
+    bag.add_argument("--out", required=True, help="output bag folder: new, or an earlier output with --overwrite")
     bag.add_argument("--topic", help="image topic to read (default: the bag's only Image/CompressedImage topic)")
     bag.add_argument("--no-overlay", action="store_true", help="do not record the combined overlay")
     bag.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -409,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="every head on the bundled photos -> overlays, JSON, an MCAP bag")
     demo.add_argument("images", nargs="*", help="image files (default: the bundled samples)")
-    demo.add_argument("--out", default="dinov3_demo", help="output folder; its files are replaced on every run (default %(default)s)")
+    demo.add_argument("--out", default="dinov3_demo",
+                      help="output folder; an earlier demo's outputs there are replaced (default %(default)s)")
     _engine_options(demo, random_option=False)
     demo.set_defaults(func=cmd_demo, storage="mcap", distro="jazzy", namespace="/dinov3", class_id="name",
                       head_overlays=False, overwrite=True)

@@ -136,7 +136,7 @@ def bag_messages(distro: str = "humble") -> BagMessages:
     try:
         from rosbags.typesys import Stores, get_types_from_msg, get_typestore
     except ImportError as e:
-        raise ImportError("offline message conversion needs rosbags (pip install 'rosbags>=0.10.8')") from e
+        raise ImportError("offline message conversion needs rosbags (pip install 'rosbags>=0.11')") from e
     typestore = get_typestore({"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}[distro])
     types: dict[str, Any] = {}
     for typename, text in VISION_MSGS.items():
@@ -160,7 +160,7 @@ def _copy_header(M: MessageBackend, header: Any) -> Any:
 
 def detections_to_msg(M: MessageBackend, det: Detections, header: Any, *, class_id: str = "name") -> Any:
     """vision_msgs/Detection2DArray: one Detection2D per box, in the input image's pixels."""
-    _check_mode(class_id)
+    check_class_id_mode(class_id)
     _check_labels(det)
     boxes = det.boxes.astype(np.float64)  # exact widening, so the centre and size below are exact too
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # (N, 2)
@@ -193,7 +193,7 @@ def detections_to_msg(M: MessageBackend, det: Detections, header: Any, *, class_
 
 def msg_to_detections(msg: Any, class_names: Sequence[str], *, class_id: str = "name") -> Detections:
     """The Detections a Detection2DArray carries (first hypothesis per box); inverse of ``detections_to_msg``."""
-    _check_mode(class_id)
+    check_class_id_mode(class_id)
     lookup: dict[str, int] = {}
     for i, name in enumerate(class_names):
         lookup.setdefault(name if class_id == "name" else str(i), i)
@@ -219,7 +219,8 @@ def msg_to_detections(msg: Any, class_names: Sequence[str], *, class_id: str = "
     return Detections(boxes=boxes, scores=scores, labels=labels, class_names=tuple(class_names))
 
 
-def _check_mode(class_id: str) -> None:
+def check_class_id_mode(class_id: str) -> None:
+    """``class_id`` must say how Detection2D names classes: ``name`` or ``index``."""
     if class_id not in CLASS_ID_MODES:
         raise ValueError(f"class_id mode must be one of {CLASS_ID_MODES}, got {class_id!r}")
 

@@ -41,6 +41,8 @@ RESULT_TOPICS = {
 
 @dataclass(frozen=True)
 class OutputTopic:
+    """One topic the node publishes."""
+
     name: str  # relative to the node's namespace
     msgtype: str  # "pkg/msg/Name"
     latched: bool = False  # transient local: LabelInfo, published once for late subscribers

@@ -13,10 +13,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 
 class StopOnInterrupt:
-    """Use as a context manager around the loop; check ``requested`` between frames.
+    """Use as a context manager around the loop and the outputs; check ``requested`` between frames.
 
     Outside the main thread (where Python cannot install signal handlers) it
     changes nothing and Ctrl-C keeps its default behaviour.
@@ -53,6 +54,15 @@ class StopOnInterrupt:
         if self._interrupt_after_write:
             self._interrupt_after_write = False
             raise KeyboardInterrupt
+
+    @contextmanager
+    def closing(self, thing: Any) -> Iterator[Any]:
+        """``thing`` itself, closed on exit inside ``deferred``: finishing a file is never cut short."""
+        try:
+            yield thing
+        finally:
+            with self.deferred():
+                thing.close()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if not self.requested:

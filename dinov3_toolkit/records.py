@@ -16,6 +16,7 @@ records are relative to the output folder, so the folder can be moved.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,15 @@ from .sources import SourceFrame
 SCHEMA_PATH = Path(__file__).resolve().parent / "frame_record.schema.json"
 RECORDS_FILE = "frames.jsonl"
 OVERLAY_VIDEO = "overlay.mp4"
+_OUTPUT_DIRS = ("overlays", "labels", "depth")  # what an earlier run left, removed by ``overwrite``
+
+
+def check_run_folder(folder: str | Path, overwrite: bool) -> None:
+    """Raise if ``folder`` holds an earlier run and ``overwrite`` is not set (checked before a model loads)."""
+    if (Path(folder) / RECORDS_FILE).exists() and not overwrite:
+        raise FileExistsError(
+            f"{folder} holds an earlier run ({RECORDS_FILE}); pass --overwrite to replace it, or choose another --out"
+        )
 
 
 def frame_record(item: SourceFrame, frame: FrameResult, files: dict[str, str], overlay: dict | None) -> dict:
@@ -99,10 +109,16 @@ class RunOutput:
     written, so an interrupted run leaves only complete frames behind.
     """
 
-    def __init__(self, folder: str | Path, *, overlays: str = "images", fps: float = 10.0) -> None:
+    def __init__(self, folder: str | Path, *, overlays: str = "images", fps: float = 10.0,
+                 overwrite: bool = False) -> None:
         if overlays not in ("images", "video", "none"):
             raise ValueError(f"overlays must be 'images', 'video' or 'none', got {overlays!r}")
+        check_run_folder(folder, overwrite)
         self.folder = Path(folder)
+        if overwrite:  # only what a run writes; anything else in the folder stays
+            (self.folder / OVERLAY_VIDEO).unlink(missing_ok=True)
+            for name in _OUTPUT_DIRS:
+                shutil.rmtree(self.folder / name, ignore_errors=True)
         self.overlays = overlays
         self.fps = fps
         self.frames = 0

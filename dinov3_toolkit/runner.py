@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,6 +47,8 @@ class FrameWriter(Protocol):
 
 @dataclass
 class RunSummary:
+    """What a run did, for the closing summary and the exit status."""
+
     frames: int = 0  # processed and written
     skipped: list[str] = field(default_factory=list)  # frames that could not be read, and why
     head_errors: Counter = field(default_factory=Counter)  # head name -> frames it failed on
@@ -77,17 +80,20 @@ def run_frames(
     total: int | None = None,
     notice: str | None = None,
     progress: bool = True,
+    stop: StopOnInterrupt | None = None,
 ) -> RunSummary:
     """Run ``engine`` on every frame and hand each result to every writer, until done or Ctrl-C.
 
     ``notice`` (e.g. the random-weights warning) is drawn on every overlay.
     Writing a frame is never interrupted, so outputs hold only whole frames.
+    Pass a ``stop`` that is already entered to also protect the closing of the
+    outputs (``stop.closing``); by default the loop handles Ctrl-C itself.
     """
     summary = RunSummary()
     overlay_wanted = any(w.wants_overlay for w in writers)
     start = time.perf_counter()
     bar = tqdm(total=total, unit="frame", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    with StopOnInterrupt() as stop:
+    with nullcontext(stop) if stop is not None else StopOnInterrupt() as stop:
         try:
             for item in frames:
                 if item.rgb is None:

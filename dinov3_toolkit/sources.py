@@ -9,6 +9,7 @@ file that cannot be read does not end the run: it arrives as a frame with
 from __future__ import annotations
 
 import glob
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,8 +42,6 @@ class SourceFrame:
 
 class ImageFiles:
     """Still images, in sorted order; each is one frame, stamped ``rate`` frames per second apart."""
-
-    kind = "images"
 
     def __init__(self, paths: list[Path], rate: float = 10.0) -> None:
         self.paths = paths
@@ -97,8 +96,11 @@ class VideoFrames:
 
 
 def open_source(spec: str, *, rate: float = 10.0) -> ImageFiles | VideoFrames:
-    """What ``spec`` names: a camera index (``0``), a video file, an image file, a folder or a glob."""
-    if spec.isdigit():
+    """What ``spec`` names: a camera index (``0``), a video file, an image file, a folder or a glob.
+
+    An existing file or folder wins over a camera index (a folder may be called ``2024``).
+    """
+    if re.fullmatch(r"[0-9]+", spec) and not Path(spec).exists():
         capture = cv2.VideoCapture(int(spec))
         if not capture.isOpened():
             raise SourceError(f"camera {spec} cannot be opened (is it connected, and is it /dev/video{spec}?)")

@@ -32,6 +32,7 @@ import yaml
 from bag_fixtures import (
     COMPRESSED, IMAGE, InputFrame, M, png_frame, random_rgb, raw_frame, read_bag, stamp_ns, write_bag,
 )
+from dinov3_ros import conversions
 from dinov3_ros.cli import main
 from dinov3_ros.conversions import image_msg_to_array, msg_to_detections, msg_to_label_info
 from dinov3_ros.decode import compressed_to_rgb, image_to_rgb
@@ -39,8 +40,6 @@ from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.overlays import composite
 from dinov3_toolkit.sources import DEFAULT_FRAME_ID
-
-pytest.importorskip("rosbags", reason="the bag tests need rosbags (pip install '.[test]')")
 
 REPO = Path(__file__).resolve().parents[1]
 FORMATS = ["mcap", "sqlite3"]
@@ -410,3 +409,63 @@ def test_run_records_image_files_into_a_bag(model, tmp_path, storage):
     check_result_messages(model, frames, bag, input_topic=RAW)
     info = yaml.safe_load((out / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert info["version"] == 8 and info["storage_identifier"] == storage
+
+
+def test_a_frame_that_cannot_be_decoded_is_skipped_and_counted(model, tmp_path):
+    frames = camera_frames(3)
+    broken = M.new("sensor_msgs/msg/CompressedImage", header=conversions.make_header(M, 1, 2, "cam"),
+                   format="jpeg", data=np.frombuffer(b"not a jpeg", np.uint8))
+    frames[1] = InputFrame(RAW, COMPRESSED, frames[1].log_time_ns, 0, "cam", frames[1].rgb,
+                           bytes(M.typestore.serialize_cdr(broken, COMPRESSED)))
+    source = write_bag(tmp_path / "in ä b", "mcap", [frames[0], frames[2]])  # a path with a space and non-ASCII
+    other = write_bag(tmp_path / "compressed", "mcap", [frames[1]])
+    run = run_cli(model, ["bag", str(source), "--out", str(tmp_path / "out ä b"), "--quiet", *engine_options(model)])
+    assert run.code == 0, run.err
+    bag, _ = read_bag(tmp_path / "out ä b")
+    assert len(bag["/dinov3/detection/detections"]) == 2
+
+    run = run_cli(model, ["bag", str(other), "--out", str(tmp_path / "out2"), "--quiet", *engine_options(model)])
+    assert run.code == 1  # nothing could be processed
+    assert "1 unreadable frame(s) skipped" in run.out and "jpeg" in run.out
+    bag, _ = read_bag(tmp_path / "out2")
+    assert not bag.get("/dinov3/detection/detections")  # the bag is valid, and empty of results
+
+
+def test_an_image_topic_without_messages_gives_an_empty_valid_bag(model, tmp_path):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    with Writer(tmp_path / "in", version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        writer.add_connection(RAW, IMAGE, typestore=M.typestore)
+    run = run_cli(model, ["bag", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--quiet",
+                          *engine_options(model)])
+    assert run.code == 1 and "0 frame(s)" in run.out
+    bag, _ = read_bag(tmp_path / "out")
+    assert not any(bag.get(t) for t in ("/dinov3/overlay", "/dinov3/detection/detections"))
+
+
+def test_the_output_may_not_be_the_input_bag_or_inside_it(processed, model, tmp_path):
+    source = processed["source"]
+    before = sorted(p.name for p in source.iterdir())
+    for out in (source, source / "nested", source.parent):
+        run = run_cli(model, ["bag", str(source), "--out", str(out), "--topic", RAW, "--overwrite",
+                              *engine_options(model)])
+        assert run.code == 2 and "would overwrite or nest with the input bag" in run.err
+    assert sorted(p.name for p in source.iterdir()) == before
+
+
+def test_a_file_that_is_no_bag_is_a_clear_error(model, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    run = run_cli(model, ["bag", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "o"), *engine_options(model)])
+    assert run.code == 2 and "is not a rosbag2 folder or .mcap/.db3 file" in run.err
+
+
+def test_a_bag_left_without_metadata_by_a_hard_kill_can_be_overwritten(model, tmp_path):
+    source = write_bag(tmp_path / "in", "mcap", camera_frames(1))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "out_0.mcap").write_bytes(b"\x89MCAP0\r\n")  # a writer killed before it wrote metadata.yaml
+    run = run_cli(model, ["bag", str(source), "--out", str(out), "--quiet", *engine_options(model)])
+    assert run.code == 2 and "pass --overwrite" in run.err
+    run = run_cli(model, ["bag", str(source), "--out", str(out), "--quiet", "--overwrite", *engine_options(model)])
+    assert run.code == 0
+    assert len(read_bag(out)[0]["/dinov3/overlay"]) == 1

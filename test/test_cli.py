@@ -94,6 +94,8 @@ def test_demo_writes_overlays_json_and_an_mcap_bag_and_says_the_weights_are_rand
     # A second demo replaces the first one's outputs instead of failing on the existing bag.
     assert main(["demo", *TINY, "--heads", "depth", "--out", str(out), str(sample_images()[1])]) == 0
     assert [r["name"] for r in records(out)] == ["chelsea"]
+    assert [p.name for p in (out / "overlays").iterdir()] == ["chelsea.jpg"]
+    assert not (out / "labels").exists()
 
 
 def test_demo_uses_weights_when_present_and_then_says_nothing_about_random_ones(tmp_path, capsys, weights_dir):
@@ -211,6 +213,28 @@ def test_a_taken_output_bag_is_reported_before_any_model_loads(tmp_path, capsys,
     assert main(["run", str(sample_images()[0]), "--bag", "--out", str(tmp_path), "--overwrite", *TINY]) == 2
     assert "bag exists; it is not a bag, so choose another path" in capsys.readouterr().err
     assert (tmp_path / "bag" / "notes.txt").read_text() == "mine"
+
+
+def test_an_earlier_run_is_replaced_only_with_overwrite(tmp_path, capsys, no_weights):
+    images = [str(p) for p in sample_images()[:2]]
+    out = tmp_path / "out"
+    assert main(["run", images[0], *TINY, "--random-weights", "--quiet", "--out", str(out)]) == 0
+    (out / "mine.txt").write_text("kept")
+    # Refused before any model loads, whatever else is wrong (here: no weights, no --random-weights).
+    assert main(["run", images[1], *TINY, "--out", str(out)]) == 2
+    assert "holds an earlier run (frames.jsonl); pass --overwrite" in capsys.readouterr().err
+    assert main(["run", images[1], *TINY, "--random-weights", "--quiet", "--out", str(out), "--overwrite"]) == 0
+    assert [r["name"] for r in records(out)] == ["chelsea"]
+    assert [p.name for p in (out / "overlays").iterdir()] == ["chelsea.jpg"]  # astronaut's files are gone
+    assert (out / "mine.txt").read_text() == "kept"  # only what a run writes is removed
+
+
+def test_no_head_that_can_run_is_an_error(tmp_path, capsys, no_weights):
+    code = main(["run", str(sample_images()[0]), *TINY, "--random-weights", "--heads", "detection",
+                 "--param", "detection.max_detections=0", "--out", str(tmp_path)])
+    assert code == 2
+    assert "no head can run:\n  head 'detection'" in capsys.readouterr().err
+    assert not (tmp_path / "frames.jsonl").exists()
 
 
 def test_head_parameters_must_name_a_head_and_a_parameter(capsys):

@@ -114,3 +114,20 @@ def test_outside_the_main_thread_it_installs_nothing_and_does_not_fail():
     assert "error" not in seen, seen.get("error")
     assert seen["inside"] == before and seen["wrote"] and seen["requested"] is False
     assert {sig: signal.getsignal(sig) for sig in StopOnInterrupt.SIGNALS} == before
+
+
+def test_closing_finishes_the_close_even_when_ctrl_c_comes_during_it():
+    class Output:
+        closed = False
+
+        def close(self):
+            send(signal.SIGINT, stop)  # a second Ctrl-C while the file is being finished
+            self.closed = True
+
+    output = Output()
+    with pytest.raises(KeyboardInterrupt):
+        with StopOnInterrupt() as stop:
+            send(signal.SIGINT, stop)
+            with stop.closing(output) as same:
+                assert same is output
+    assert output.closed

@@ -27,7 +27,7 @@ def test_a_single_image_file_is_one_rgb_frame(tmp_path):
     rgb[0, 0] = (255, 0, 0)  # a pure red pixel: a BGR/RGB mix-up shows as blue
     path = write_image(tmp_path / "street.png", rgb)
     source = open_source(str(path))
-    assert isinstance(source, ImageFiles) and source.kind == "images" and source.total == 1
+    assert isinstance(source, ImageFiles) and source.total == 1
     frames = list(source)
     assert len(frames) == 1
     frame = frames[0]
@@ -182,3 +182,13 @@ def test_a_file_with_a_video_suffix_that_is_no_video_raises_source_error(tmp_pat
     (tmp_path / "broken.mp4").write_bytes(b"not a video" * 20)
     with pytest.raises(SourceError, match=r"broken\.mp4 cannot be opened"):
         open_source(str(tmp_path / "broken.mp4"))
+
+
+def test_an_existing_folder_named_like_a_camera_index_is_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "2024").mkdir()
+    cv2.imwrite(str(tmp_path / "2024" / "shot.png"), np.zeros((8, 8, 3), np.uint8))
+    source = open_source("2024")
+    assert isinstance(source, ImageFiles) and source.names == ["shot"]
+    with pytest.raises(SourceError, match="camera 2025 cannot be opened"):
+        open_source("2025")
