@@ -230,6 +230,7 @@ class BagOutput:
         self.close()
 
     def describe(self) -> str:
+        """What was written where, for the closing summary."""
         return f"{self.frames} frame(s) in bag {self.path.resolve()}"
 
 

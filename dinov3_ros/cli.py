@@ -133,9 +133,6 @@ class FrameReport:
         tqdm.write(f"{item.name:<16} {width:>4}x{height:<5} {in_w:>4}x{in_h:<5} {t.preprocess * 1e3:>7.1f} "
                    f"{t.backbone * 1e3:>12.1f} {heads_ms:>9.1f}  {results}")
 
-    def describe(self) -> str:
-        return "the table above"
-
 
 def _summary(result: object) -> str:
     """A few words about one head's result, for the terminal."""

@@ -184,4 +184,5 @@ class RunOutput:
         self.close()
 
     def describe(self) -> str:
+        """What was written where, for the closing summary."""
         return f"{self.frames} record(s) in {(self.folder / RECORDS_FILE).resolve()}"

@@ -40,10 +40,6 @@ class FrameWriter(Protocol):
         """Store one whole frame; never called for frames that could not be read."""
         ...
 
-    def describe(self) -> str:
-        """What was written where, for the closing summary."""
-        ...
-
 
 @dataclass
 class RunSummary:

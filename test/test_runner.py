@@ -40,9 +40,6 @@ class Recorder:
             self.during_write(item)
         self.completed.append(item.index)
 
-    def describe(self) -> str:
-        return f"{len(self.written)} frame(s) recorded"
-
 
 def frames(n: int, unreadable: tuple[int, ...] = ()) -> list[SourceFrame]:
     out = []
