@@ -142,7 +142,8 @@ def _summary(result: object) -> str:
     if isinstance(result, SemanticLabels):
         present = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
         largest = [result.class_names[i] for i in np.argsort(present)[::-1][:3] if present[i]]
-        return f"{np.count_nonzero(present)} classes ({', '.join(largest)}, ...)"
+        n = np.count_nonzero(present)
+        return f"{n} class{'es' if n != 1 else ''} ({', '.join(largest)}{', ...' if n > 3 else ''})"
     if isinstance(result, DepthMap):
         return f"depth {np.nanmin(result.depth):.2f}..{np.nanmax(result.depth):.2f}"
     return type(result).__name__
