@@ -39,7 +39,9 @@ setup(
     ],
     install_requires=[*REQUIREMENTS, "numpy>=1.21", "opencv-python-headless>=4.6", "pyyaml>=5.4", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "transformers>=5.0", "setuptools>=64", "wheel", "jsonschema>=4"],
+        "export": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.17"],  # `dinov3 export`
+        "test": ["pytest>=7", "transformers>=5.0", "setuptools>=64", "wheel", "jsonschema>=4",
+                 "onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.17"],
     },
     zip_safe=False,  # head folders are found and imported from the file system
     entry_points={

@@ -6,6 +6,7 @@ Subcommands:
   demo       every built-in head on the bundled photos -> overlays, JSON and an MCAP bag
   heads      the heads found: task, classes, weights
   check      versions, devices and precisions, where weights were looked for and found
+  export     the backbone and heads as one ONNX graph, checked against onnxruntime
   backbones  every backbone variant, its size and whether its weights are found
 
 It lives in the ROS layer because bags use ``conversions`` (the node's code);
@@ -300,6 +301,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return cmd_heads(argparse.Namespace(head_dir=args.head_dir, verbose=False))
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """The backbone and heads as ONNX (fixed input size), compared with onnxruntime unless --no-check."""
+    from dinov3_toolkit.export import compare_with_onnxruntime, export_onnx
+
+    engine = build_engine(args, random_weights=args.random_weights)
+    describe_engine(engine, args)
+    names = export_onnx(engine, args.out)
+    side = engine.extractor.preprocess.size
+    height, width = engine.extractor.preprocess.input_size(side, side)
+    print(f"wrote {Path(args.out).resolve()}: input 'image' (1, 3, {height}, {width}) normalised RGB, "
+          f"outputs {', '.join(names)}")
+    if not args.no_check:
+        print(f"onnxruntime (CPU) vs PyTorch on a random input: max abs difference "
+              f"{compare_with_onnxruntime(engine, args.out):.2e}")
+    return EXIT_OK
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     """Every backbone variant, its parameter count, and its weights file if found."""
     print(f"{'name':<24} {'params':>10}  weights")
@@ -444,13 +462,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
     check.set_defaults(func=cmd_check)
 
+    export = sub.add_parser("export", help="the backbone and heads as one ONNX graph, checked with onnxruntime")
+    export.add_argument("--out", default="dinov3.onnx", help="ONNX file to write (default %(default)s)")
+    export.add_argument("--no-check", action="store_true", help="do not compare with onnxruntime")
+    _engine_options(export)
+    export.set_defaults(func=cmd_export, device="cpu")
+
     backbones = sub.add_parser("backbones", help="every backbone variant, its size and whether its weights are found")
     backbones.set_defaults(func=cmd_backbones)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
+    for ours in ("dinov3_toolkit", "dinov3_ros"):  # our progress notes, not every library's
+        logging.getLogger(ours).setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -179,6 +179,10 @@ class Engine:
             raise KeyError(f"no running head {head!r}; running: {', '.join(self.heads) or 'none'}")
         self.heads[head].set_params(**values)
 
+    def head_inputs(self, name: str, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The feature maps head ``name`` reads, out of the backbone's maps for ``self.layers``."""
+        return [maps[i] for i in self._picks[name]]
+
     def warmup(self) -> None:
         """Run a blank frame; heads that fail on it are moved to ``failed``."""
         side = self.extractor.preprocess.size
@@ -210,7 +214,7 @@ class Engine:
             try:
                 with torch.inference_mode():
                     with autocast(self.extractor.device, self.extractor.dtype):
-                        outputs = head.model([maps[i] for i in self._picks[name]])
+                        outputs = head.model(self.head_inputs(name, maps))
                     sync()
                     t1 = time.perf_counter()
                     results[name] = head.model.postprocess(outputs, prepared, head.params)

@@ -1,0 +1,67 @@
+"""ONNX export of backbone + heads, checked against onnxruntime on the CPU."""
+
+from __future__ import annotations
+
+import re
+
+import onnx
+import pytest
+
+from dinov3_ros.cli import main
+from dinov3_toolkit.engine import Engine
+from dinov3_toolkit.export import ExportGraph, compare_with_onnxruntime, example_input, export_onnx
+
+pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (pip install '.[export]')")
+pytest.importorskip("onnxruntime", reason="the export check needs onnxruntime (pip install '.[export]')")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_engine, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    return path, export_onnx(tiny_engine, path)
+
+
+def test_the_graph_has_one_image_input_and_every_heads_raw_outputs(tiny_engine, exported):
+    path, names = exported
+    model = onnx.load(str(path))
+    (image,) = model.graph.input
+    assert image.name == "image"
+    assert [d.dim_value for d in image.type.tensor_type.shape.dim] == [1, 3, 32, 32]
+    assert [o.name for o in model.graph.output] == names
+    # detection: 3 levels x (class, box, centerness) logits; segmentation and depth: one map each
+    assert names == ["detection.0", *(f"detection.{i}" for i in range(1, 9)), "segmentation.0", "depth.0"]
+    outputs = ExportGraph(tiny_engine)(example_input(tiny_engine))
+    assert outputs[-2].shape[1] == 134 and outputs[-1].shape[1] == 1
+
+
+def test_onnxruntime_reproduces_pytorch(tiny_engine, exported):
+    path, _ = exported
+    difference = compare_with_onnxruntime(tiny_engine, path)
+    assert difference < 1e-4  # reached: about 8e-6 in fp32
+
+
+def test_a_graph_from_another_size_is_refused_by_the_check(exported, tmp_path, monkeypatch):
+    path, _ = exported
+    empty = tmp_path / "none"
+    empty.mkdir()
+    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
+    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
+    other = Engine.create(backbone="vits16", device="cpu", size=48, random_weights=True,
+                          heads=["detection", "segmentation", "depth"], warmup=False)
+    with pytest.raises(ValueError, match=r"takes an image of shape \[1, 3, 32, 32\]; this engine feeds \[1, 3, 48, 48\]"):
+        compare_with_onnxruntime(other, path)
+
+
+def test_dinov3_export_writes_and_checks(tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "none"
+    empty.mkdir()
+    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
+    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
+    out = tmp_path / "depth.onnx"
+    code = main(["export", "--backbone", "vits16", "--size", "32", "--heads", "depth", "--random-weights",
+                 "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and out.is_file()
+    assert "input 'image' (1, 3, 32, 32) normalised RGB, outputs depth.0" in text
+    difference = float(re.search(r"max abs difference (\S+)", text)[1])
+    assert difference < 1e-4
