@@ -28,7 +28,7 @@ from dinov3_toolkit.sources import SourceFrame
 
 from . import conversions
 from .decode import DecodeError, compressed_to_rgb, image_to_rgb
-from .topics import OVERLAY, frame_messages, label_info_messages, output_topics
+from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 STORAGES = ("mcap", "sqlite3")
@@ -180,7 +180,7 @@ class BagOutput:
                 f"{prefix}/{topic.name}",
                 topic.msgtype,
                 typestore=self.messages.typestore,
-                offered_qos_profiles=[_qos(topic.latched)],
+                offered_qos_profiles=[_qos(topic)],
             )
         self._inputs: dict[tuple[str, str], Any] = {}
         self.wants_overlay = overlay
@@ -208,7 +208,7 @@ class BagOutput:
 
     def _input_connection(self, topic: str, msgtype: str) -> Any:
         if (topic, msgtype) not in self._inputs:
-            qos = [_qos(latched=False)]
+            qos = [_qos(OutputTopic(topic, msgtype))]  # offered as a result topic is
             self._inputs[topic, msgtype] = self._writer.add_connection(
                 topic, msgtype, typestore=self.messages.typestore, offered_qos_profiles=qos
             )
@@ -248,9 +248,10 @@ def check_output_path(path: str | Path, overwrite: bool, *, input_path: str | Pa
                            "choose an --out outside it")
     if not path.exists():
         return
-    if overwrite and _is_earlier_bag(path):
+    is_bag = _is_earlier_bag(path)
+    if overwrite and is_bag:
         return
-    hint = "pass --overwrite to replace it" if _is_earlier_bag(path) else "it is not a bag, so choose another path"
+    hint = "pass --overwrite to replace it" if is_bag else "it is not a bag, so choose another path"
     raise BagError(f"output bag {path} exists; {hint}")
 
 
@@ -269,16 +270,16 @@ def _make_room(path: Path, overwrite: bool) -> None:
         shutil.rmtree(path)
 
 
-def _qos(latched: bool) -> Any:
-    """What the node offers: reliable keep-last, transient local for LabelInfo (the node's QoS)."""
+def _qos(topic: OutputTopic) -> Any:
+    """What the node offers on ``topic`` (``OutputTopic`` holds the rule), as rosbags records it."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     never = QosTime(0, 0)
     return Qos(
         history=QosHistory.KEEP_LAST,
-        depth=1 if latched else 2,
+        depth=topic.depth,
         reliability=QosReliability.RELIABLE,
-        durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+        durability=QosDurability.TRANSIENT_LOCAL if topic.latched else QosDurability.VOLATILE,
         deadline=never,
         lifespan=never,
         liveliness=QosLiveliness.AUTOMATIC,

@@ -52,7 +52,7 @@ from dinov3_toolkit.heads.manifest import ParamSpec
 from . import conversions
 from .decode import DecodeError, compressed_to_rgb, image_to_rgb
 from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
-from .topics import OVERLAY, frame_messages, label_info_messages, output_topics
+from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics
 from .worker import LatestFrameWorker
 
 _RELIABILITY = {
@@ -60,15 +60,16 @@ _RELIABILITY = {
     "reliable": ReliabilityPolicy.RELIABLE,
     "system_default": ReliabilityPolicy.SYSTEM_DEFAULT,
 }
-# Results: reliable (every subscriber kind accepts it), a short queue (a late result is a stale result).
-_RESULT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-# LabelInfo is published once per configure; transient-local so that late subscribers get it.
-_LABEL_INFO_QOS = QoSProfile(
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-)
+
+
+def _output_qos(topic: OutputTopic) -> QoSProfile:
+    """Reliable (every subscriber kind accepts it), keep last ``topic.depth``; LabelInfo transient local,
+    published once per configure, so that late subscribers get it."""
+    durability = DurabilityPolicy.TRANSIENT_LOCAL if topic.latched else DurabilityPolicy.VOLATILE
+    return QoSProfile(depth=topic.depth, reliability=ReliabilityPolicy.RELIABLE, durability=durability,
+                      history=HistoryPolicy.KEEP_LAST)
+
+
 _TIMINGS_KEPT = 100  # frames over which diagnostics report median stage times
 
 
@@ -284,15 +285,13 @@ class Dinov3Node(LifecycleNode):
     def _create_publishers(self) -> None:
         for topic in output_topics(self._engine.heads):
             msg_type = self._messages.message_class(topic.msgtype)
-            if topic.latched:
-                # A plain publisher: LabelInfo is static, so it is published once, below, and kept
-                # (transient-local) for every later subscriber, whatever the lifecycle state.
-                self._publishers_by_topic[topic.name] = self.create_publisher(msg_type, topic.name, _LABEL_INFO_QOS)
-            else:
-                self._publishers_by_topic[topic.name] = self.create_lifecycle_publisher(msg_type, topic.name,
-                                                                                        _RESULT_QOS)
-        self._publishers_by_topic["/diagnostics"] = self.create_lifecycle_publisher(
-            self._messages.message_class("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", _RESULT_QOS
+            # LabelInfo gets a plain publisher: it is static, so it is published once, below, and kept
+            # (transient-local) for every later subscriber, whatever the lifecycle state.
+            create = self.create_publisher if topic.latched else self.create_lifecycle_publisher
+            self._publishers_by_topic[topic.name] = create(msg_type, topic.name, _output_qos(topic))
+        diagnostics = OutputTopic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
+        self._publishers_by_topic[diagnostics.name] = self.create_lifecycle_publisher(
+            self._messages.message_class(diagnostics.msgtype), diagnostics.name, _output_qos(diagnostics)
         )
         # The threshold in LabelInfo is the one at configure.
         for topic, msg in label_info_messages(self._messages, self._engine.heads, self._stamp_header()).items():

@@ -41,11 +41,16 @@ RESULT_TOPICS = {
 
 @dataclass(frozen=True)
 class OutputTopic:
-    """One topic the node publishes."""
+    """One topic the node publishes. Its QoS is reliable, keep last ``depth``, and transient local if latched."""
 
     name: str  # relative to the node's namespace
     msgtype: str  # "pkg/msg/Name"
     latched: bool = False  # transient local: LabelInfo, published once for late subscribers
+
+    @property
+    def depth(self) -> int:
+        """A short queue for results (a late result is a stale one); one message for latched topics."""
+        return 1 if self.latched else 2
 
 
 def output_topics(heads: Mapping[str, LoadedHead]) -> list[OutputTopic]:

@@ -54,6 +54,21 @@ def load_vector(name: str) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def search_weights_only_in(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Backbone and head weights are looked for in ``folder`` alone, whatever this machine keeps elsewhere."""
+    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [folder])
+    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [folder])
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch) -> Path:
+    """No weights file is found anywhere: weights are searched only in an empty folder (returned)."""
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    search_weights_only_in(monkeypatch, empty)
+    return empty
+
+
 @pytest.fixture(scope="module")
 def tiny_engine(tmp_path_factory):
     """A small engine (vits16 at 32x32, CPU) on random weights with every built-in head.
@@ -63,10 +78,8 @@ def tiny_engine(tmp_path_factory):
     """
     from dinov3_toolkit.engine import Engine
 
-    empty = tmp_path_factory.mktemp("no-weights")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
-        mp.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
+        search_weights_only_in(mp, tmp_path_factory.mktemp("no-weights"))
         yield Engine.create(backbone="vits16", device="cpu", size=32, heads=["detection", "segmentation", "depth"],
                             random_weights=True, head_params={"detection": {"score_threshold": 0.0,
                                                                             "max_detections": 5}})

@@ -32,6 +32,7 @@ import yaml
 from bag_fixtures import (
     COMPRESSED, IMAGE, InputFrame, M, png_frame, random_rgb, raw_frame, read_bag, stamp_ns, write_bag,
 )
+from conftest import search_weights_only_in
 from dinov3_ros import conversions
 from dinov3_ros.cli import main
 from dinov3_ros.conversions import image_msg_to_array, msg_to_detections, msg_to_label_info
@@ -79,8 +80,7 @@ def model(tmp_path_factory) -> Model:
     empty = root / "empty"
     empty.mkdir()
     with pytest.MonkeyPatch.context() as mp:  # whatever weights this machine has, start from random ones
-        mp.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
-        mp.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
+        search_weights_only_in(mp, empty)
         torch.manual_seed(0)
         engine = Engine.create(backbone="vits16", device="cpu", size=SIZE, random_weights=True,
                                head_params={"detection": {"score_threshold": THRESHOLD}})

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
+from conftest import search_weights_only_in
 from dinov3_ros.cli import build_parser, main, sample_images
 from dinov3_toolkit.backbone import save_backbone
 from dinov3_toolkit.checkpoint import save_state_dict
@@ -24,16 +25,6 @@ BANNER_RED = (200, 0, 0)  # overlays.add_banner's strip colour (RGB)
 
 
 @pytest.fixture
-def no_weights(tmp_path, monkeypatch):
-    """Weights are searched only in an empty folder, whatever this machine has."""
-    empty = tmp_path / "no_weights"
-    empty.mkdir()
-    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
-    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
-    return empty
-
-
-@pytest.fixture
 def weights_dir(tmp_path, monkeypatch):
     """Every weights file present: the backbone and the three heads, saved from a random engine."""
     folder = tmp_path / "weights"
@@ -41,8 +32,7 @@ def weights_dir(tmp_path, monkeypatch):
     save_backbone(engine.extractor.backbone, folder / "dinov3_vits16_pretrain_lvd1689m-08c60483.pth")
     for name, head in engine.heads.items():
         save_state_dict(head.model.state_dict(), folder / f"head_{name}" / "model.pth")
-    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [folder])
-    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [folder])
+    search_weights_only_in(monkeypatch, folder)
     return folder
 
 

@@ -24,12 +24,8 @@ SMALL = dict(backbone="vits16plus", backbone_overrides={"depth": 2}, device="cpu
 
 
 @pytest.fixture(autouse=True)
-def no_weights_on_disk(monkeypatch, tmp_path):
+def no_weights_on_disk(no_weights):
     """Whatever weights a developer keeps on this machine, tests see none."""
-    empty = tmp_path / "no-weights"
-    empty.mkdir()
-    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
-    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
 
 
 def add_probe(heads_dir: Path, name: str = "probe", *, weights: bool = True, seed: int = 0) -> Path:

@@ -40,23 +40,15 @@ def test_onnxruntime_reproduces_pytorch(tiny_engine, exported):
     assert difference < 1e-4  # reached: about 8e-6 in fp32
 
 
-def test_a_graph_from_another_size_is_refused_by_the_check(exported, tmp_path, monkeypatch):
+def test_a_graph_from_another_size_is_refused_by_the_check(exported, no_weights):
     path, _ = exported
-    empty = tmp_path / "none"
-    empty.mkdir()
-    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
-    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
     other = Engine.create(backbone="vits16", device="cpu", size=48, random_weights=True,
                           heads=["detection", "segmentation", "depth"], warmup=False)
     with pytest.raises(ValueError, match=r"takes an image of shape \[1, 3, 32, 32\]; this engine feeds \[1, 3, 48, 48\]"):
         compare_with_onnxruntime(other, path)
 
 
-def test_dinov3_export_writes_and_checks(tmp_path, capsys, monkeypatch):
-    empty = tmp_path / "none"
-    empty.mkdir()
-    monkeypatch.setattr("dinov3_toolkit.backbone.weights.search_dirs", lambda: [empty])
-    monkeypatch.setattr("dinov3_toolkit.heads.loader.user_weights_dirs", lambda: [empty])
+def test_dinov3_export_writes_and_checks(tmp_path, capsys, no_weights):
     out = tmp_path / "depth.onnx"
     code = main(["export", "--backbone", "vits16", "--size", "32", "--heads", "depth", "--random-weights",
                  "--out", str(out)])
