@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dinov3_toolkit.dense import labels_at, resize_map
+from dinov3_toolkit.dense import labels_at, possible_winners, resize_map
 
 
 def _plain_labels(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -47,6 +47,53 @@ def test_identical_classes_in_different_chunks_go_to_the_lowest(grid, size):
     labels = labels_at(logits, size)
     assert torch.equal(labels, _plain_labels(logits, size))
     assert (labels == 3).all()
+
+
+def _smooth_logits(num_classes: int, grid: tuple[int, int], seed: int) -> torch.Tensor:
+    """Logits like a trained head's: a few classes dominate regions, the rest are far below."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, num_classes, *grid, generator=g) - 20.0
+    regions = F.interpolate(torch.randn(1, 4, 3, 3, generator=g) * 4, size=grid, mode="bilinear")
+    logits[0, [2, 17, 40, 99]] = regions[0]  # four region classes, smoothly varying
+    return logits
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("grid", "size"), [((40, 40), (640, 640)), ((40, 40), (720, 1280)), ((9, 7), (5, 4))])
+def test_pruned_labels_equal_plain_argmax(seed, grid, size):
+    logits = _smooth_logits(134, grid, seed)
+    winners = possible_winners(logits)
+    assert set(winners.tolist()) <= {2, 17, 40, 99}  # the pruning really prunes
+    labels = labels_at(logits, size)
+    assert torch.equal(labels, _plain_labels(logits, size))
+
+
+def test_a_class_that_wins_only_between_cells_is_kept():
+    # Class 2 is never the best at a cell, but near the middle between the two it is: 0.7 > 0.625.
+    logits = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]).view(1, 3, 1, 2)
+    assert possible_winners(logits).tolist() == [0, 1, 2]
+    labels = labels_at(logits, (1, 8))
+    assert 2 in labels[0].tolist() and torch.equal(labels, _plain_labels(logits, (1, 8)))
+
+
+def test_a_class_below_all_others_everywhere_is_pruned():
+    logits = torch.randn(1, 5, 6, 6)
+    logits[0, 3] = logits.amin() - 1.0
+    assert 3 not in possible_winners(logits).tolist()
+
+
+def test_one_possible_winner_fills_the_frame_without_upsampling():
+    logits = torch.zeros(1, 6, 4, 4)
+    logits[0, 4] = 1.0
+    assert possible_winners(logits).tolist() == [4]
+    assert torch.equal(labels_at(logits, (30, 20)), torch.full((30, 20), 4))
+
+
+def test_non_finite_logits_keep_every_class():
+    logits = torch.randn(1, 4, 3, 3)
+    logits[0, 1, 0, 0] = float("inf")
+    assert possible_winners(logits).tolist() == [0, 1, 2, 3]
+    assert torch.equal(labels_at(logits, (9, 9)), _plain_labels(logits, (9, 9)))
 
 
 def _bilinear_reference(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
