@@ -87,7 +87,7 @@ def test_bad_layer_indices(vit, indices, error):
 def test_rope_stays_fp32_under_autocast(dtype):
     rope = RopePositionEmbedding(64)
     with torch.autocast("cpu", dtype=dtype):
-        sin, cos = rope(4, 6)
+        sin, cos = rope(4, 6, prefix=5)
     assert sin.dtype == cos.dtype == torch.float32
     q = torch.randn(1, 2, 5 + 24, 64).to(dtype)
     rotated = apply_rope(q, (sin, cos))

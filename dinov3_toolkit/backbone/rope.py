@@ -15,7 +15,10 @@ decide whether our features equal Meta's (``specs/backbone.md`` §2 and §7):
   autocast; q and k are cast back afterwards.
 
 The table is computed once per forward and shared by all blocks (Meta's code
-recomputes it in every block; the result is identical).
+recomputes it in every block; the result is identical). Its leading rows are the
+identity rotation (cos 1, sin 0) for the class and register tokens, so every
+token is rotated by the same two multiply-adds instead of slicing the patches
+out and concatenating them back (x * 1 + y * 0 is x exactly).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -42,7 +46,8 @@ class RopePositionEmbedding(nn.Module):
         self.head_dim = head_dim
         self.register_buffer("periods", default_periods(head_dim, base), persistent=True)
 
-    def forward(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, height: int, width: int, prefix: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sin, cos), each (prefix + height * width, head_dim): ``prefix`` unrotated tokens, then the patches."""
         # Autocast does not touch these ops, so with fp32 inputs the table is fp32.
         device = self.periods.device
         periods = self.periods.float()
@@ -52,7 +57,8 @@ class RopePositionEmbedding(nn.Module):
         coords = 2.0 * coords.flatten(0, 1) - 1.0  # (HW, 2), row-major like the tokens
         angles = 2 * math.pi * coords[:, :, None] / periods[None, None, :]  # (HW, 2, hd/4)
         angles = angles.flatten(1, 2).tile(2)  # (HW, hd): y-freqs, x-freqs, repeated
-        return torch.sin(angles), torch.cos(angles)
+        unrotated = (0, 0, prefix, 0)  # rows for the class and register tokens: angle 0
+        return F.pad(torch.sin(angles), unrotated, value=0.0), F.pad(torch.cos(angles), unrotated, value=1.0)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -61,12 +67,8 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate the trailing patch tokens of ``x`` (B, heads, N, hd) in fp32.
-
-    The leading ``N - HW`` tokens (class and register tokens) are left as they are.
-    """
+    """Rotate the tokens of ``x`` (..., N, hd) in fp32 by a table of N rows, and cast back."""
     sin, cos = rope
-    prefix = x.shape[-2] - sin.shape[-2]
-    head, patches = x[..., :prefix, :], x[..., prefix:, :].float()
-    patches = patches * cos + _rotate_half(patches) * sin
-    return torch.cat((head, patches.to(x.dtype)), dim=-2)
+    x32 = x.float()
+    # x * cos + rotate_half(x) * sin, accumulated in the one fresh buffer rotate_half makes.
+    return _rotate_half(x32).mul_(sin).addcmul_(x32, cos).to(x.dtype)
