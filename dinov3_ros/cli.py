@@ -7,6 +7,7 @@ Subcommands:
   heads      the heads found: task, classes, weights
   check      versions, devices and precisions, where weights were looked for and found
   export     the backbone and heads as one ONNX graph, checked against onnxruntime
+  bench      per-frame cost stage by stage, ratios, JSON and a plot (README, "Performance")
   backbones  every backbone variant, its size and whether its weights are found
 
 It lives in the ROS layer because bags use ``conversions`` (the node's code);
@@ -318,6 +319,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time the stages side by side (``dinov3_toolkit.benchmark``); write bench.json and bench.png."""
+    from dinov3_toolkit import benchmark
+
+    engine = Engine.create(
+        backbone=args.backbone, backbone_weights=args.weights, device=args.device, precision=args.precision,
+        size=args.size, resize_mode=args.resize, heads=args.heads, head_dirs=args.head_dir, head_params=args.param,
+        random_weights=True, backbone_overrides={"depth": args.depth} if args.depth else None,
+    )
+    if not engine.heads:
+        raise ValueError("no head can run: " + ("; ".join(map(str, engine.failed.values())) or "none was found"))
+    height, width = args.frame or (args.size, args.size)
+    frame = cv2.resize(cv2.imread(str(sample_images()[0]))[:, :, ::-1], (width, height), interpolation=cv2.INTER_AREA)
+    settings = {
+        "backbone": args.backbone, "depth": engine.extractor.backbone.num_layers, "size": args.size,
+        "frame": [height, width], "precision": args.precision, "rounds": args.rounds, "warmup": args.warmup,
+    }
+    total = args.rounds + args.warmup
+    print(f"timing {args.backbone} at {args.size} ({args.precision}, {engine.device}) with heads "
+          f"{', '.join(engine.heads)} on a {width}x{height} frame: {total} rounds of every stage...")
+    transformers = not args.no_transformers and engine.extractor.spec.family.name == "vit"
+    data = benchmark.run_benchmark(
+        engine, frame, rounds=args.rounds, warmup=args.warmup, transformers=transformers, settings=settings,
+        to_messages=None if args.no_ros else _message_builder(),
+    )
+    print()
+    print(benchmark.markdown_table(data))
+    json_path, plot_path = benchmark.write(data, args.out)
+    print(f"\nwrote {json_path.resolve()} and {plot_path.resolve()}")
+    if engine.random_weights:
+        print(f"(random weights for {', '.join(engine.random_weights)}: the timings hold, the results do not)")
+    return EXIT_OK
+
+
+def _message_builder() -> Any:
+    """Stage (c): the node's messages of a frame (no overlay: the node draws those only for subscribers).
+
+    rclpy's message classes when ROS is sourced, else rosbags' (what ``dinov3 bag`` records).
+    """
+    from . import conversions
+    from .topics import frame_messages
+
+    M = conversions.ros_messages() if importlib.util.find_spec("rclpy") else conversions.bag_messages()
+    header = conversions.make_header(M, 0, 0, "camera")
+
+    def to_messages(result: FrameResult, rgb: np.ndarray) -> dict[str, Any]:
+        return frame_messages(M, header, rgb, result, wanted=lambda topic: not topic.endswith("overlay"))
+
+    return to_messages
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     """Every backbone variant, its parameter count, and its weights file if found."""
     print(f"{'name':<24} {'params':>10}  weights")
@@ -373,6 +425,14 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    """``1280x720`` -> (720, 1280), i.e. (H, W)."""
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"frame size must be WIDTHxHEIGHT, e.g. 1280x720; got {text!r}")
+    return int(height), int(width)
 
 
 class _HeadParam(argparse.Action):
@@ -467,6 +527,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-check", action="store_true", help="do not compare with onnxruntime")
     _engine_options(export)
     export.set_defaults(func=cmd_export, device="cpu")
+
+    bench = sub.add_parser("bench", help="per-frame cost stage by stage, ratios, JSON and a plot")
+    bench.add_argument("--out", default="dinov3_bench", help="folder for bench.json and bench.png (default %(default)s)")
+    bench.add_argument("--frame", type=_frame_size, metavar="WxH", help="camera frame size (default: SIZExSIZE)")
+    bench.add_argument("--rounds", type=_positive_int, default=10, help="timed calls of every stage (default %(default)s)")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed calls of every stage first (default %(default)s)")
+    bench.add_argument("--depth", type=_positive_int, help="build the backbone with this many blocks (quick runs)")
+    bench.add_argument("--no-transformers", action="store_true", help="skip stage (e), transformers' DINOv3ViTModel")
+    bench.add_argument("--no-ros", action="store_true", help="skip stage (c), building the ROS messages")
+    _engine_options(bench, random_option=False)
+    bench.set_defaults(func=cmd_bench)
 
     backbones = sub.add_parser("backbones", help="every backbone variant, its size and whether its weights are found")
     backbones.set_defaults(func=cmd_backbones)

@@ -183,6 +183,12 @@ class Engine:
         """The feature maps head ``name`` reads, out of the backbone's maps for ``self.layers``."""
         return [maps[i] for i in self._picks[name]]
 
+    def head_forward(self, name: str, maps: list[torch.Tensor]) -> Any:
+        """Head ``name``'s raw outputs on the backbone's maps, at the engine's precision."""
+        with torch.inference_mode():
+            with autocast(self.extractor.device, self.extractor.dtype):
+                return self.heads[name].model(self.head_inputs(name, maps))
+
     def warmup(self) -> None:
         """Run a blank frame; heads that fail on it are moved to ``failed``."""
         side = self.extractor.preprocess.size
@@ -196,7 +202,7 @@ class Engine:
 
     def __call__(self, image: np.ndarray) -> FrameResult:
         """Run every head on one RGB uint8 (H, W, 3) frame."""
-        sync = self._synchronize
+        sync = self.synchronize
         start = time.perf_counter()
         prepared = self.extractor.preprocess(image)
         sync()
@@ -212,11 +218,10 @@ class Engine:
         for name, head in list(self.heads.items()):
             t0 = time.perf_counter()
             try:
+                outputs = self.head_forward(name, maps)
+                sync()
+                t1 = time.perf_counter()
                 with torch.inference_mode():
-                    with autocast(self.extractor.device, self.extractor.dtype):
-                        outputs = head.model(self.head_inputs(name, maps))
-                    sync()
-                    t1 = time.perf_counter()
                     results[name] = head.model.postprocess(outputs, prepared, head.params)
             except Exception as e:  # a plug-in may fail in any way; it must not stop the others
                 errors[name] = _frame_error(name, head, e)
@@ -228,7 +233,8 @@ class Engine:
         )
         return FrameResult(results=results, errors=errors, timings=timings, image_size=prepared.original_size)
 
-    def _synchronize(self) -> None:
+    def synchronize(self) -> None:
+        """Wait for the device's queued work, so that a clock read afterwards includes it."""
         if self.extractor.device.type == "cuda":
             torch.cuda.synchronize(self.extractor.device)
 
