@@ -22,7 +22,7 @@ import torch
 
 from .backbone import WeightsNotFoundError, create_backbone, get_backbone_spec, load_backbone
 from .backbone.features import resolve_layer_indices
-from .device import autocast
+from .device import autocast, keep_freed_memory
 from .extractor import FeatureExtractor
 from .heads.base import HeadError
 from .heads.loader import LoadedHead, discover, load_head
@@ -128,6 +128,7 @@ class Engine:
         failed = {n: e for n, e in failed.items() if n in names}
 
         spec = get_backbone_spec(backbone)
+        keep_freed_memory()  # per-frame buffers are reused, not paged in anew (device.py)
         overrides = dict(backbone_overrides or {})
         random_backbone = False
         try:
