@@ -40,8 +40,9 @@ setup(
     install_requires=[*REQUIREMENTS, "numpy>=1.21", "opencv-python-headless>=4.6", "pyyaml>=5.4", "tqdm>=4.60"],
     extras_require={
         "export": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.17"],  # `dinov3 export`
+        "bench": ["matplotlib>=3.5", "transformers>=5.0"],  # `dinov3 bench`: the plot, stage (e)
         "test": ["pytest>=7", "transformers>=5.0", "setuptools>=64", "wheel", "jsonschema>=4",
-                 "onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.17"],
+                 "onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.17", "matplotlib>=3.5"],
     },
     zip_safe=False,  # head folders are found and imported from the file system
     entry_points={

@@ -1,12 +1,14 @@
-"""Device and precision names."""
+"""Device and precision names; the allocator setting."""
 
 from __future__ import annotations
 
 import logging
+import platform
 
 import pytest
 import torch
 
+from dinov3_toolkit import device
 from dinov3_toolkit.device import autocast, resolve_device, resolve_precision
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on a machine without CUDA")
@@ -54,3 +56,35 @@ def test_autocast_only_below_fp32():
         assert linear(x).dtype == torch.float32
     with autocast(torch.device("cpu"), torch.bfloat16):
         assert linear(x).dtype == torch.bfloat16
+
+
+def test_keep_freed_memory_sets_glibc_thresholds(monkeypatch):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(device.ctypes, "CDLL", lambda name: FakeLibc())
+    assert device.keep_freed_memory() is True
+    assert calls == [(-3, 64 * 2**20), (-1, 128 * 2**20)]  # M_MMAP_THRESHOLD, then M_TRIM_THRESHOLD
+
+
+def test_keep_freed_memory_is_a_no_op_without_glibc(monkeypatch):
+    def no_libc(name):
+        raise OSError("not found")
+
+    monkeypatch.setattr(device.ctypes, "CDLL", no_libc)
+    assert device.keep_freed_memory() is False
+
+    class Musl:  # a libc without mallopt
+        pass
+
+    monkeypatch.setattr(device.ctypes, "CDLL", lambda name: Musl())
+    assert device.keep_freed_memory() is False
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_takes_effect_on_glibc():
+    assert device.keep_freed_memory() is True
