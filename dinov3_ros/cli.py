@@ -73,6 +73,7 @@ def build_engine(args: argparse.Namespace, *, random_weights: bool) -> Engine:
         head_dirs=args.head_dir,
         head_params=args.param,
         random_weights=random_weights,
+        backbone_overrides={"depth": args.depth} if getattr(args, "depth", None) else None,
     )
     if not engine.heads:
         reasons = "".join(f"\n  {error}" for error in engine.failed.values()) or " no head was found"
@@ -323,13 +324,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Time the stages side by side (``dinov3_toolkit.benchmark``); write bench.json and bench.png."""
     from dinov3_toolkit import benchmark
 
-    engine = Engine.create(
-        backbone=args.backbone, backbone_weights=args.weights, device=args.device, precision=args.precision,
-        size=args.size, resize_mode=args.resize, heads=args.heads, head_dirs=args.head_dir, head_params=args.param,
-        random_weights=True, backbone_overrides={"depth": args.depth} if args.depth else None,
-    )
-    if not engine.heads:
-        raise ValueError("no head can run: " + ("; ".join(map(str, engine.failed.values())) or "none was found"))
+    engine = build_engine(args, random_weights=True)  # speed does not depend on the weights' values
     height, width = args.frame or (args.size, args.size)
     frame = cv2.resize(cv2.imread(str(sample_images()[0]))[:, :, ::-1], (width, height), interpolation=cv2.INTER_AREA)
     settings = {
@@ -529,9 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export, device="cpu")
 
     bench = sub.add_parser("bench", help="per-frame cost stage by stage, ratios, JSON and a plot")
-    bench.add_argument("--out", default="dinov3_bench", help="folder for bench.json and bench.png (default %(default)s)")
+    bench.add_argument("--out", default="dinov3_bench",
+                       help="folder for bench.json and bench.png (default %(default)s)")
     bench.add_argument("--frame", type=_frame_size, metavar="WxH", help="camera frame size (default: SIZExSIZE)")
-    bench.add_argument("--rounds", type=_positive_int, default=10, help="timed calls of every stage (default %(default)s)")
+    bench.add_argument("--rounds", type=_positive_int, default=10,
+                       help="timed calls of every stage (default %(default)s)")
     bench.add_argument("--warmup", type=int, default=2, help="untimed calls of every stage first (default %(default)s)")
     bench.add_argument("--depth", type=_positive_int, help="build the backbone with this many blocks (quick runs)")
     bench.add_argument("--no-transformers", action="store_true", help="skip stage (e), transformers' DINOv3ViTModel")
@@ -551,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as e:  # incl. SourceError, BagError
+    # ValueError includes SourceError and BagError; ImportError is a missing extra (export, bench).
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C while loading, before any output was opened

@@ -99,9 +99,9 @@ def test_a_ratio_over_its_target_is_flagged(tiny_engine):
     stages[0].samples[:] = [1.0, 1.0, 1.0]
     stages[1].samples[:] = [1.2, 1.3, 1.1]
     data = benchmark.report(stages, {}, tiny_engine)
-    assert data["ratios"] == {
-        "engine / model": {"value": pytest.approx(1.2), "limit": 1.10, "ok": False, "meaning": benchmark.RATIOS[0].meaning}
-    }
+    meaning = benchmark.RATIOS[0].meaning
+    assert data["ratios"] == {"engine / model": {"value": pytest.approx(1.2), "limit": 1.10, "ok": False,
+                                                 "meaning": meaning}}
 
 
 def test_json_plot_and_table_are_written(bench, tmp_path):

@@ -103,7 +103,7 @@ class SwiGLUFFN(nn.Module):
         if torch.is_grad_enabled():
             return self.w3(F.silu(self.w1(x)) * self.w2(x))
         # Inference: gate in place, which saves two fresh (tokens x hidden) buffers per block
-        # (-8% for ViT-S+ at 640x640 on the CPU, where every fresh buffer is paged in anew).
+        # (a few percent for ViT-S+ at 640x640 on the CPU, where fresh buffers are paged in anew).
         return self.w3(F.silu(self.w1(x), inplace=True).mul_(self.w2(x)))
 
 
