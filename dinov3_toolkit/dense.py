@@ -49,7 +49,8 @@ def labels_at(logits: torch.Tensor, size: tuple[int, int], chunk: int = CLASS_CH
     if len(classes) < logits.shape[1]:
         # Pad to whole chunks with a plane that never wins, so every candidate is upsampled in a
         # full SIMD register: identical classes then get identical values and the lower one wins.
-        floor = logits.amin() - logits.amin().abs() - 1  # below every class, finite
+        lowest = logits.amin()
+        floor = lowest - lowest.abs() - 1  # below every class, finite
         plane = floor.expand(1, -len(classes) % CLASS_CHUNK, *logits.shape[-2:])
         return classes[_chunked_argmax(torch.cat([logits[:, classes], plane], 1), size, chunk)]
     return _chunked_argmax(logits, size, chunk)
