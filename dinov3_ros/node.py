@@ -5,19 +5,27 @@ A lifecycle node (Humble and Jazzy ``rclpy.lifecycle``):
 * configure: load the backbone and heads (a missing weights file fails the
   transition with the loader's message), declare the heads' parameters,
   create the publishers;
-* activate: subscribe and start the worker; deactivate: unsubscribe and stop it;
+* activate: subscribe and start the worker and the frame watchdog; deactivate: unsubscribe and
+  stop them;
 * cleanup / shutdown: drop the models and free the GPU memory.
 
 By default it walks itself to active (``autostart``); set it false for
 managed bring-up. The subscription callback only stores the newest frame; a
 worker thread runs the engine (``worker.LatestFrameWorker``), so no backlog
 forms and parameter changes or transitions never wait behind inference.
+
+Nothing fails silently: a frame that does not decode is logged once per kind of problem and
+counted apart ("frames undecodable"), and when no frame arrives for ``frame_timeout`` seconds the
+watchdog says why (``watchdog.py``), in the log and in /diagnostics. The library's own log lines
+(weights, devices) reach /rosout through ``log_bridge``.
 """
 
 from __future__ import annotations
 
 import gc
 import statistics
+import time
+import traceback
 from collections import deque
 from typing import Any
 
@@ -28,7 +36,6 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from lifecycle_msgs.msg import State as StateMsg
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
@@ -49,11 +56,12 @@ except ImportError:  # Humble
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.heads.manifest import ParamSpec
 
-from . import conversions
+from . import conversions, log_bridge
 from .decode import DecodeError, compressed_to_rgb, image_to_rgb
 from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
 from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics
-from .worker import LatestFrameWorker
+from .watchdog import FrameWatchdog, Publisher
+from .worker import LatestFrameWorker, Rejected
 
 _RELIABILITY = {
     "best_effort": ReliabilityPolicy.BEST_EFFORT,
@@ -71,6 +79,8 @@ def _output_qos(topic: OutputTopic) -> QoSProfile:
 
 
 _TIMINGS_KEPT = 100  # frames over which diagnostics report median stage times
+_WATCHDOG_PERIOD_S = 0.5  # how often the watchdog looks; frame_timeout itself is a parameter
+_UNDECODABLE_WARN_S = 10.0  # /diagnostics stays WARN this long after an undecodable frame
 
 
 def _descriptor(description: str, default: Any, *, low=None, high=None, choices=()) -> ParameterDescriptor:
@@ -104,7 +114,12 @@ class Dinov3Node(LifecycleNode):
         self._compressed = False
         self._timings: deque = deque(maxlen=_TIMINGS_KEPT)
         self._messages = conversions.ros_messages()
+        self._watchdog: FrameWatchdog | None = None
+        self._watchdog_timer = None
+        self._frames_warning: str | None = None  # the watchdog's current warning, shown in /diagnostics
+        self._undecodable = (0, 0.0)  # (count, time.monotonic() it last grew), for /diagnostics
         super().__init__("dinov3_node", **kwargs)
+        self._log_handler = log_bridge.attach(self.get_logger())
         # Registered first, so that values from the parameters file are validated at declaration too.
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in NODE_PARAMS:
@@ -122,8 +137,8 @@ class Dinov3Node(LifecycleNode):
         """Configure and activate once the executor spins (a transition needs a spinning node)."""
         self._autostart_timer.cancel()
         self.destroy_timer(self._autostart_timer)
-        if self._state_machine.current_state[0] != StateMsg.PRIMARY_STATE_UNCONFIGURED:
-            return  # a lifecycle manager got there first
+        if self._engine is not None:
+            return  # a lifecycle manager configured the node first
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
@@ -142,7 +157,7 @@ class Dinov3Node(LifecycleNode):
                 random_weights=p["random_weights"],
             )
         except Exception as e:  # missing weights, unknown head, bad device: the loader's message says which
-            self.get_logger().error(f"configure failed: {e}")
+            self._log_failure("configure failed", e)
             return TransitionCallbackReturn.FAILURE
         engine = self._engine
         for name, error in engine.failed.items():
@@ -155,7 +170,7 @@ class Dinov3Node(LifecycleNode):
         try:
             self._declare_head_params()
         except Exception as e:  # an invalid <head>.<param> override in the parameters file
-            self.get_logger().error(f"configure failed: {e}")
+            self._log_failure("configure failed", e)
             self._release()
             return TransitionCallbackReturn.FAILURE
         self._create_publishers()
@@ -190,6 +205,10 @@ class Dinov3Node(LifecycleNode):
         )
         self._worker.start()
         self._worker.resume()
+        self._watchdog = FrameWatchdog(self.get_parameter("frame_timeout").value, topic=self._subscription.topic_name,
+                                       msgtype=_msgtype(msg_type), reliability=reliability)
+        self._watchdog.start(time.monotonic())
+        self._watchdog_timer = self.create_timer(_WATCHDOG_PERIOD_S, self._check_frames, clock=self._steady)
         self.get_logger().info(f"active: subscribed to {self._subscription.topic_name} ({reliability})")
         return super().on_activate(state)
 
@@ -216,9 +235,21 @@ class Dinov3Node(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _unsubscribe(self) -> None:
+        """Stop listening: the subscription and the watchdog that watches it."""
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
+        if self._watchdog_timer is not None:
+            self.destroy_timer(self._watchdog_timer)
+            self._watchdog_timer = None
+        self._watchdog = self._frames_warning = None
+
+    def destroy_node(self) -> None:
+        """Unsubscribe and release (joining the worker) before rclpy destroys the handles it publishes on."""
+        self._unsubscribe()
+        self._release()
+        log_bridge.detach(self._log_handler)
+        super().destroy_node()
 
     def _release(self) -> None:
         """Stop the worker (waiting for a running frame, so the model is not freed under it), drop
@@ -304,9 +335,9 @@ class Dinov3Node(LifecycleNode):
             return
         try:
             rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg, bridge=self._bridge)
-        except DecodeError as e:
+        except DecodeError as e:  # counted as undecodable, never as processed (no output, no latency)
             self._log_once(f"decode:{e.kind}", f"skipping frames that cannot be decoded: {e}")
-            return
+            raise Rejected(str(e)) from e
         frame = engine(rgb)
         self._timings.append(frame.timings)
         for name, error in frame.errors.items():
@@ -348,6 +379,7 @@ class Dinov3Node(LifecycleNode):
             "frames processed": str(stats.processed),
             "frames dropped (newer frame arrived first)": str(stats.dropped),
             "frames failed": str(stats.errors),
+            "frames undecodable": str(stats.rejected),
         }
         if stats.latencies:
             values["latency median (ms)"] = f"{statistics.median(stats.latencies) * 1e3:.1f}"
@@ -359,8 +391,17 @@ class Dinov3Node(LifecycleNode):
                 per_head = [t.heads[name] + t.postprocess[name] for t in timings if name in t.heads]
                 if per_head:
                     values[f"{name} median (ms)"] = f"{statistics.median(per_head) * 1e3:.1f}"
+        if stats.rejected != self._undecodable[0]:
+            self._undecodable = (stats.rejected, time.monotonic())
+        undecodable_ago = time.monotonic() - self._undecodable[1]
         level, message = conversions.Level.OK, "running"
-        if engine.random_weights:
+        if self._frames_warning:
+            level, message = conversions.Level.WARN, self._frames_warning
+        elif stats.rejected and undecodable_ago < _UNDECODABLE_WARN_S:
+            level, message = conversions.Level.WARN, (
+                f"frames that cannot be decoded: {stats.rejected} so far, the last {undecodable_ago:.0f} s ago "
+                f"(the log says why)")
+        elif engine.random_weights:
             level, message = conversions.Level.WARN, "random weights: outputs are meaningless"
         elif engine.failed:
             level, message = conversions.Level.WARN, f"heads skipped: {', '.join(engine.failed)}"
@@ -374,23 +415,62 @@ class Dinov3Node(LifecycleNode):
 
     # --- problems ----------------------------------------------------------------------------------
 
+    def _check_frames(self) -> None:
+        """Watchdog tick: warn once when frames stop arriving (saying why), and once when they are back."""
+        watchdog, worker = self._watchdog, self._worker
+        if watchdog is None or worker is None:
+            return
+        watchdog.timeout_s = self.get_parameter("frame_timeout").value  # live
+        silent = watchdog.silent_for(time.monotonic(), worker.stats().last_received_at)
+        warning = None if silent is None else watchdog.explain(self._image_publishers())
+        if warning == self._frames_warning:
+            return
+        if warning:
+            self.get_logger().warning(warning)
+        else:
+            self.get_logger().info(f"frames arrive on {watchdog.topic} again")
+        self._frames_warning = warning
+
+    def _image_publishers(self) -> list[Publisher]:
+        topic = self._subscription.topic_name if self._subscription is not None else None
+        if topic is None:
+            return []
+        return [
+            Publisher(
+                node=f"{info.node_namespace.rstrip('/')}/{info.node_name}",
+                msgtype=info.topic_type,
+                reliability=info.qos_profile.reliability.name.lower(),
+                durability=info.qos_profile.durability.name.lower(),
+            )
+            for info in self.get_publishers_info_by_topic(topic)
+        ]
+
     def _on_incompatible_qos(self, event) -> None:
-        policy = getattr(event.last_policy_kind, "name", event.last_policy_kind)
+        policy = str(getattr(event.last_policy_kind, "name", event.last_policy_kind)).removeprefix("RMW_QOS_POLICY_")
         self.get_logger().error(
             f"a publisher on {self._subscription.topic_name if self._subscription else 'image'} offers QoS "
             f"incompatible with this subscription ({policy}), so no frames arrive. If the camera publishes "
-            f"best-effort, set image_reliability:=best_effort (the default); check with "
-            f"`ros2 topic info --verbose <topic>`."
+            f"best effort, set image_reliability:=best_effort; check with `ros2 topic info --verbose <topic>`."
         )
 
     def _on_worker_error(self, error: BaseException) -> None:
         self._log_once(f"worker:{type(error).__name__}", f"frame failed: {type(error).__name__}: {error}")
+
+    def _log_failure(self, what: str, error: BaseException) -> None:
+        """The message at error level; the traceback at debug (`--log-level dinov3_node:=debug`)."""
+        self.get_logger().error(f"{what}: {error}")
+        self.get_logger().debug("".join(traceback.format_exception(error)))
 
     def _log_once(self, kind: str, message: str) -> None:
         """Log each kind of problem once, so a bad stream does not flood the log; counts go to diagnostics."""
         if kind not in self._logged_problems:
             self._logged_problems.add(kind)
             self.get_logger().error(message + " (logged once; counted in /diagnostics)")
+
+
+def _msgtype(msg_class: type) -> str:
+    """``sensor_msgs.msg.Image`` -> ``"sensor_msgs/msg/Image"``, the spelling the ROS graph uses."""
+    return f"{msg_class.__module__.split('.')[0]}/msg/{msg_class.__name__}"
 
 
 def _cv_bridge():
@@ -410,8 +490,6 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._unsubscribe()
-        node._release()  # joins the worker before the handles it publishes on are destroyed
-        node.destroy_node()
+        node.destroy_node()  # joins the worker before the handles it publishes on are destroyed
         if rclpy.ok():
             rclpy.shutdown()

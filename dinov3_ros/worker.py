@@ -24,21 +24,33 @@ from typing import Any, NamedTuple
 _LOG = logging.getLogger(__name__)
 
 
+class Rejected(Exception):
+    """Raised by `process()` for an item it cannot work on at all (a frame that does not decode).
+
+    Such an item is counted as rejected: not as processed, and kept out of the rates and latencies,
+    so that they describe real outputs. `on_error` is not called: the raiser reports its own reason.
+    """
+
+
 @dataclass(frozen=True)
 class WorkerStats:
-    """A consistent snapshot: received == processed + dropped + waiting + busy.
+    """A consistent snapshot: received == processed + rejected + dropped + waiting + busy.
 
-    `processed` counts every item `process()` finished, `errors` those of them that raised.
-    `latencies` (seconds, submit -> end of `process()`) are of the last successful items, oldest first.
+    `processed` counts every item `process()` finished, `errors` those of them that raised;
+    `rejected` the items it refused (`Rejected`). `latencies` (seconds, submit -> end of
+    `process()`) are of the last successful items, oldest first. `last_received_at` is the
+    `time.monotonic()` of the last submit (None before the first).
     """
 
     received: int
     processed: int
+    rejected: int
     dropped: int
     errors: int
     waiting: int
     busy: int
     latencies: tuple[float, ...]
+    last_received_at: float | None
 
 
 class Rates(NamedTuple):
@@ -89,7 +101,8 @@ class LatestFrameWorker:
         self._paused = False
         self._slot: tuple[Any, float] | None = None  # (item, received_at): the one waiting item
         self._busy = False
-        self._received = self._processed = self._dropped = self._errors = 0
+        self._received = self._processed = self._rejected = self._dropped = self._errors = 0
+        self._last_received_at: float | None = None
         self._latencies: deque[float] = deque(maxlen=latency_window)
         self._inputs: deque[float] = deque()  # monotonic times of submits within the rate window
         self._outputs: deque[float] = deque()  # ... and of successful ends of process()
@@ -105,6 +118,7 @@ class LatestFrameWorker:
         now = time.monotonic()
         with self._cond:
             self._received += 1
+            self._last_received_at = now
             self._append_rate(self._inputs, now)
             if self._stopping or self._paused:
                 self._dropped += 1
@@ -164,11 +178,13 @@ class LatestFrameWorker:
             return WorkerStats(
                 received=self._received,
                 processed=self._processed,
+                rejected=self._rejected,
                 dropped=self._dropped,
                 errors=self._errors,
                 waiting=int(self._slot is not None),
                 busy=int(self._busy),
                 latencies=tuple(self._latencies),
+                last_received_at=self._last_received_at,
             )
 
     def rates(self) -> Rates:
@@ -196,13 +212,19 @@ class LatestFrameWorker:
                 self._slot = None
                 self._busy = True
             error: Exception | None = None
+            rejected = False
             try:
                 self._process(item)  # the lock is free: submit/pause/stop never wait for this
+            except Rejected:
+                rejected = True
             except Exception as e:  # one bad frame must not end the node's processing
                 error = e
             end = time.monotonic()
             with self._cond:
                 self._busy = False
+                if rejected:
+                    self._rejected += 1
+                    continue
                 self._processed += 1
                 if error is None:
                     self._latencies.append(end - received_at)

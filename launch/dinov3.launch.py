@@ -86,8 +86,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "image_reliability",
             default_value="",
-            description="input QoS reliability: best_effort (receives from any publisher), reliable, "
-            "system_default; empty: as params_file says (best_effort)",
+            description="input QoS reliability: reliable (a reliable camera's frames arrive whole), best_effort "
+            "(for a best-effort camera), system_default; empty: as params_file says (reliable)",
         ),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (rosbag replay)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 showing the overlays"),

@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from dinov3_ros.worker import LatestFrameWorker, Rates
+from dinov3_ros.worker import LatestFrameWorker, Rates, Rejected
 
 PROCESS_S = 0.02
 PERIOD_S = 0.001
 
 
 def _conserved(stats) -> bool:
-    return stats.received == stats.processed + stats.dropped + stats.waiting + stats.busy
+    return stats.received == stats.processed + stats.rejected + stats.dropped + stats.waiting + stats.busy
 
 
 def _wait_until(condition, timeout: float = 3.0) -> bool:
@@ -173,6 +173,30 @@ def test_errors_are_counted_reported_and_the_thread_keeps_going():
     assert (stats.processed, stats.errors, stats.dropped) == (6, 3, 0)
     assert [str(e) for e in reported] == ["bad frame 1", "bad frame 3", "bad frame 5"]
     assert len(stats.latencies) == 3, "latency is measured on the successful items only"
+
+
+def test_rejected_items_are_counted_apart_from_processed_ones_and_out_of_rates_and_latency():
+    """An undecodable frame is no processed frame: it must not raise the output rate or hide failures."""
+    reported: list[Exception] = []
+
+    def process(item: int) -> None:
+        if item < 3:
+            raise Rejected(f"cannot decode {item}")
+
+    worker = LatestFrameWorker(process, on_error=reported.append)
+    worker.start()
+    for i in range(4):
+        worker.submit(i)
+        assert _wait_until(lambda: worker.stats().rejected + worker.stats().processed == i + 1)
+    assert worker.stop(timeout=2.0)
+    stats = worker.stats()
+    assert (stats.received, stats.processed, stats.rejected, stats.errors, stats.dropped) == (4, 1, 3, 0, 0)
+    assert _conserved(stats)
+    assert reported == [], "the raiser reports a rejection itself"
+    assert len(stats.latencies) == 1
+    rates = worker.rates()  # 4 in, 1 out: taken in one call, over the same window
+    assert rates.input_fps == pytest.approx(4 * rates.output_fps)
+    assert stats.last_received_at is not None and stats.last_received_at <= time.monotonic()
 
 
 def test_a_failing_error_handler_does_not_end_the_thread(caplog):
