@@ -79,8 +79,9 @@ def _param_arg(name: str, value: Any) -> str:
 class NodeProcess:
     """`dinov3_node --ros-args -r __ns:=<namespace> -p name:=value ...` with its output in a file."""
 
-    def __init__(self, log_dir: Path, namespace: str, params: dict[str, Any], *, ros_args: tuple[str, ...] = ()):
-        executable = shutil.which("dinov3_node", path=str(Path(sys.executable).parent))
+    def __init__(self, log_dir: Path, namespace: str, params: dict[str, Any], *, ros_args: tuple[str, ...] = (),
+                 executable: str | None = None, env: dict[str, str] | None = None):
+        executable = executable or shutil.which("dinov3_node", path=str(Path(sys.executable).parent))
         assert executable, f"the dinov3_node console script is not installed next to {sys.executable}"
         self.namespace = namespace
         self.name = f"{namespace}/dinov3_node"
@@ -90,7 +91,7 @@ class NodeProcess:
         self.log_path = log_dir / f"{namespace.strip('/').replace('/', '_')}.log"
         # Unbuffered and uncoloured, so the tests read every line as soon as it is written.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0",
-               "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
+               "RCUTILS_LOGGING_BUFFERED_STREAM": "0", **(env or {})}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=env)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dinov3_ros.parameters import PARAMS_BY_NAME
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "dinov3.launch.py"
 RVIZ_FILE = ROOT / "config" / "dinov3.rviz"
@@ -72,6 +74,56 @@ def test_launch_file_uses_only_declared_arguments_and_never_evaluates_them(launc
     assert used == set(ARGUMENTS), "every argument is used, and only declared ones are"
     for forbidden in ("eval", "exec", "PythonExpression", "literal_eval"):
         assert not _calls(launch_tree, forbidden), forbidden
+
+
+def _node_overrides(tree: ast.Module) -> dict[str, str]:
+    """Node parameter -> the Python type its launch override is given, read from `_start_node`'s source.
+
+    Covers `optional = {"param": (LaunchConfiguration("param"), type), ...}`, `overrides["param"] = ...`
+    and the `use_sim_time` entry of `overrides = {...}`.
+    """
+    (func,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_start_node"]
+    found: dict[str, str] = {}
+    for node in ast.walk(func):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(value, ast.Tuple):  # the optional table
+                    config, value_type = value.elts
+                    assert config.args[0].value == key.value, f"{key.value} reads another launch argument"
+                    found[key.value] = value_type.id
+                elif isinstance(value, ast.Call) and value.func.id == "ParameterValue":
+                    found[key.value] = next(kw.value.id for kw in value.keywords if kw.arg == "value_type")
+        elif (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) and node.value.id == "overrides"
+              and isinstance(node.slice, ast.Constant)):  # overrides["heads"] = [...]; overrides[name] is the table
+            found[node.slice.value] = "list"
+    return found
+
+
+def test_launch_overrides_are_node_parameters_of_the_right_type(launch_tree):
+    """Without `launch` installed: what the launch file passes to the node must be what the node declares."""
+    overrides = _node_overrides(launch_tree)
+    assert set(overrides) == {"device", "image_reliability", "compressed", "heads", "use_sim_time"}
+    for name, value_type in overrides.items():
+        if name == "use_sim_time":  # declared by rclpy itself, a bool
+            assert value_type == "bool"
+            continue
+        assert name in PARAMS_BY_NAME, f"the launch file sets {name}, which the node does not declare"
+        assert value_type == type(PARAMS_BY_NAME[name].default).__name__, name
+        assert name in ARGUMENTS, f"{name} is set from a launch argument of the same name"
+
+
+def test_launch_descriptions_quote_the_node_defaults_and_choices(launch_tree):
+    descriptions = {
+        call.args[0].value: "".join(
+            part.value for kw in call.keywords if kw.arg == "description"
+            for part in ast.walk(kw.value) if isinstance(part, ast.Constant) and isinstance(part.value, str))
+        for call in _calls(launch_tree, "DeclareLaunchArgument")
+    }
+    for name in ("device", "image_reliability"):
+        default = PARAMS_BY_NAME[name].default
+        assert f"as params_file says ({default})" in descriptions[name], name
+    for choice in PARAMS_BY_NAME["image_reliability"].choices:
+        assert choice in descriptions["image_reliability"], choice
 
 
 def _parse_heads():

@@ -1,8 +1,10 @@
-"""The real dinov3_node in a ROS 2 process: outputs with the input header, LabelInfo, live parameters, lifecycle.
+"""dinov3_node inside the test process: the Python API (trigger_* transitions, parameter overrides, the
+shipped params file) with outputs, LabelInfo, live parameters and the lifecycle.
 
-Needs rclpy and the ROS message packages, so it runs in a ROS 2 workspace
-(`colcon test --packages-select dinov3_ros`, see the README) and is skipped
-elsewhere. The node runs a random-weights ViT-S+/16 at 64x64 on the CPU.
+`test_node_process.py` runs the node as users do (the console script); this file drives the same
+class in-process. Needs rclpy and vision_msgs: `make test` installs them from PyPI
+(scripts/setup_ros_wheels.py), a sourced ROS 2 workspace has them. The node runs a random-weights
+ViT-S+/16 at 64x64 on the CPU.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="needs rclpy: run in a sourced ROS 2 workspace (colcon test)")
-pytest.importorskip("vision_msgs", reason="needs vision_msgs (apt: ros-$ROS_DISTRO-vision-msgs)")
+from ros_helpers import rclpy  # noqa: I001  (imports rclpy, or skips the module saying how to get it)
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import State as StateMsg  # noqa: E402
+from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -59,8 +61,13 @@ def spin_until(executor, condition, timeout: float = 60.0) -> None:
     assert condition(), "timed out waiting for the node"
 
 
-def state_id(node) -> int:
-    return node._state_machine.current_state[0]
+def state_id(node, executor) -> int:
+    """The node's lifecycle state through its get_state service, as a lifecycle manager reads it."""
+    client = node.create_client(GetState, f"{node.get_fully_qualified_name()}/get_state")
+    future = client.call_async(GetState.Request())
+    spin_until(executor, future.done)
+    node.destroy_client(client)
+    return future.result().current_state.id
 
 
 def test_outputs_label_info_parameters_and_lifecycle(ros):
@@ -81,9 +88,9 @@ def test_outputs_label_info_parameters_and_lifecycle(ros):
     camera = probe.create_publisher(Image, "image", 10)
 
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert state_id(node) == StateMsg.PRIMARY_STATE_INACTIVE
+    assert state_id(node, executor) == StateMsg.PRIMARY_STATE_INACTIVE
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    assert state_id(node) == StateMsg.PRIMARY_STATE_ACTIVE
+    assert state_id(node, executor) == StateMsg.PRIMARY_STATE_ACTIVE
 
     # A late subscriber still gets the LabelInfo (transient local).
     late = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -129,9 +136,9 @@ def test_outputs_label_info_parameters_and_lifecycle(ros):
     assert not refused.successful and "configure" in refused.reason
 
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-    assert state_id(node) == StateMsg.PRIMARY_STATE_INACTIVE
+    assert state_id(node, executor) == StateMsg.PRIMARY_STATE_INACTIVE
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-    assert state_id(node) == StateMsg.PRIMARY_STATE_UNCONFIGURED and node._engine is None
+    assert state_id(node, executor) == StateMsg.PRIMARY_STATE_UNCONFIGURED and node._engine is None
     assert node.set_parameters([Parameter("image_size", value=128)])[0].successful
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node._engine.extractor.preprocess.size == 128
@@ -144,7 +151,10 @@ def test_outputs_label_info_parameters_and_lifecycle(ros):
 def test_configure_fails_with_the_loaders_message_when_weights_are_missing(ros, tmp_path):
     node = make_node(random_weights=False, backbone_weights=str(tmp_path / "missing.pth"))
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    assert state_id(node) == StateMsg.PRIMARY_STATE_UNCONFIGURED
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    assert state_id(node, executor) == StateMsg.PRIMARY_STATE_UNCONFIGURED
+    executor.shutdown()
     node.destroy_node()
 
 
@@ -165,6 +175,6 @@ def test_autostart_reaches_active(ros):
     node = make_node(autostart=True)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spin_until(executor, lambda: state_id(node) == StateMsg.PRIMARY_STATE_ACTIVE)
+    spin_until(executor, lambda: state_id(node, executor) == StateMsg.PRIMARY_STATE_ACTIVE)
     executor.shutdown()
     node.destroy_node()
