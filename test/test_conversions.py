@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import array
 import dataclasses
+import importlib.util
+import json
 import sys
 import types
 from pathlib import Path
@@ -205,6 +207,20 @@ def assert_header(msg) -> None:
 @pytest.mark.parametrize("typename", sorted(JAZZY_TYPE_HASHES))
 def test_vision_msgs_definitions_hash_like_jazzys_build(bag, typename):
     assert bag.typestore.hash_rihs01(typename) == JAZZY_TYPE_HASHES[typename]
+
+
+@pytest.mark.parametrize("typename", sorted(JAZZY_TYPE_HASHES))
+def test_the_vision_msgs_the_node_imports_hash_like_jazzys_build(typename):
+    """The vision_msgs that `make test` generates (or a ROS install provides) is the real one, field for field."""
+    spec = importlib.util.find_spec("vision_msgs")
+    if spec is None:
+        pytest.skip("vision_msgs is not installed (`make ros` generates it)")
+    # <prefix>/lib/pythonX.Y/site-packages/vision_msgs/__init__.py -> <prefix>/share/vision_msgs/msg/<Name>.json
+    path = Path(spec.origin).parents[4] / "share" / f"{typename}.json"
+    if not path.is_file():
+        pytest.skip(f"{path} not found: type descriptions exist from Jazzy on")
+    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(path.read_text())["type_hashes"]}
+    assert hashes[typename] == JAZZY_TYPE_HASHES[typename]
 
 
 def test_vision_msgs_field_lists(bag):

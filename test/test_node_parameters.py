@@ -69,6 +69,7 @@ def test_good_values_pass(name, value, expected):
     assert check_node_param(name, value) == expected
 
 
-def test_only_the_class_id_mode_is_live():
-    assert [p.name for p in NODE_PARAMS if p.live] == ["class_id"]
+def test_only_the_class_id_mode_and_the_frame_timeout_are_live():
+    """The others are read at configure or activate; the node refuses them while configured."""
+    assert sorted(p.name for p in NODE_PARAMS if p.live) == ["class_id", "frame_timeout"]
     assert PARAMS_BY_NAME["image_size"].min == 16
