@@ -432,8 +432,8 @@ class Dinov3Node(LifecycleNode):
         self._frames_warning = warning
 
     def _image_publishers(self) -> list[Publisher]:
-        topic = self._subscription.topic_name if self._subscription is not None else None
-        if topic is None:
+        """Who publishes on the image topic, with the QoS each offers (`ros2 topic info --verbose`)."""
+        if self._subscription is None:
             return []
         return [
             Publisher(
@@ -442,7 +442,7 @@ class Dinov3Node(LifecycleNode):
                 reliability=info.qos_profile.reliability.name.lower(),
                 durability=info.qos_profile.durability.name.lower(),
             )
-            for info in self.get_publishers_info_by_topic(topic)
+            for info in self.get_publishers_info_by_topic(self._subscription.topic_name)
         ]
 
     def _on_incompatible_qos(self, event) -> None:
@@ -457,7 +457,7 @@ class Dinov3Node(LifecycleNode):
         self._log_once(f"worker:{type(error).__name__}", f"frame failed: {type(error).__name__}: {error}")
 
     def _log_failure(self, what: str, error: BaseException) -> None:
-        """The message at error level; the traceback at debug (`--log-level dinov3_node:=debug`)."""
+        """The message at error level; the traceback at debug (`--log-level dinov3.dinov3_node:=debug`)."""
         self.get_logger().error(f"{what}: {error}")
         self.get_logger().debug("".join(traceback.format_exception(error)))
 

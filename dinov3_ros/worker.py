@@ -75,7 +75,7 @@ class LatestFrameWorker:
     always finishes and is counted.
 
     An exception from `process()` is counted and handed to `on_error` (default: logged), and the
-    thread carries on with the next frame.
+    thread carries on with the next frame; a `Rejected` one is only counted, as rejected.
     """
 
     def __init__(

