@@ -12,7 +12,8 @@ and installed into the environment like any other ROS package.
 Runs once: the result is recorded in ``<prefix>/.ros-wheels`` with a key made of the wheel list,
 the definitions and this script, so a later run that finds the same key and importable packages
 does nothing. Where something needed is missing (cmake, a compiler, the wheels), it says so once
-and exits 0: the rest of the suite still runs and the node tests skip, naming the reason.
+and exits 0: the rest of the suite still runs and the node tests skip, naming the reason (kept in
+``<prefix>/.ros-wheels-skipped``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ BUILD_WHEELS = [
 VISION_MSGS_VERSION = "4.1.1"  # the release whose definitions vision_msgs_defs.py holds
 PREFIX = Path(sys.prefix)  # the venv: libraries land in <prefix>/lib, which the bootstrapper puts on the path
 STAMP = PREFIX / ".ros-wheels"
+SKIPPED = PREFIX / ".ros-wheels-skipped"  # why the set-up was skipped; the node tests' skip reason
 
 PACKAGE_XML = f"""<?xml version="1.0"?>
 <package format="3">
@@ -121,7 +123,9 @@ def main() -> int:
         print(f"\n*** ROS 2 set-up skipped: {e}\n*** The node tests will skip; everything else runs.\n",
               file=sys.stderr)
         STAMP.unlink(missing_ok=True)
+        SKIPPED.write_text(f"ROS 2 set-up skipped: {e}\n")
         return 0
+    SKIPPED.unlink(missing_ok=True)
     STAMP.write_text(key + "\n")
     print("ROS 2 Jazzy wheels and vision_msgs are ready in", PREFIX)
     return 0

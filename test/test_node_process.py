@@ -26,9 +26,8 @@ from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 from dinov3_ros.decode import SUPPORTED_ENCODINGS  # noqa: E402
 
 NS = "/main"
-IMAGE_OUTPUTS = {"segmentation/labels": Image, "depth/depth": Image, "overlay": Image,
-                 "detection/overlay": Image, "segmentation/overlay": Image, "depth/overlay": Image}
-OUTPUTS = {"detection/detections": Detection2DArray, **IMAGE_OUTPUTS}
+OUTPUTS = {"detection/detections": Detection2DArray, "segmentation/labels": Image, "depth/depth": Image,
+           "overlay": Image, "detection/overlay": Image, "segmentation/overlay": Image, "depth/overlay": Image}
 
 
 def _subscribe_outputs(probe: Probe, namespace: str) -> None:
