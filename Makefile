@@ -26,6 +26,7 @@ $(STAMP): setup.py requirements.txt
 # ROS 2 Jazzy from PyPI wheels, so the node and its tests run without a ROS install. The script
 # caches its work in the venv (keyed on the wheels and vision_msgs definitions) and, where cmake or
 # a compiler is missing, says so and exits 0: the node tests then skip, naming the reason.
+# Any other failure (pip, the build) stops `make test`.
 ros: $(STAMP)
 	$(BIN)/python scripts/setup_ros_wheels.py
 

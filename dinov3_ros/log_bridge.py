@@ -10,48 +10,48 @@ from __future__ import annotations
 
 import logging
 
-from rclpy.logging import LoggingSeverity
-
 # The loggers whose records belong in the node's log.
 LIBRARY_LOGGERS = ("dinov3_toolkit", "dinov3_ros")
 
-_TO_ROS = {
-    logging.DEBUG: LoggingSeverity.DEBUG,
-    logging.INFO: LoggingSeverity.INFO,
-    logging.WARNING: LoggingSeverity.WARN,
-    logging.ERROR: LoggingSeverity.ERROR,
-    logging.CRITICAL: LoggingSeverity.FATAL,
-}
-_FROM_ROS = {int(ros): py for py, ros in _TO_ROS.items()}
-
-
-def _severity(levelno: int) -> LoggingSeverity:
-    """The ROS severity of a Python level; levels between the named ones round down."""
-    return _TO_ROS[max((level for level in _TO_ROS if level <= levelno), default=logging.DEBUG)]
-
 
 class RosLogHandler(logging.Handler):
-    """Hands each record to an rclpy logger; the rclpy logger's own level decides what is printed."""
+    """Hands each record to an rclpy logger, whose own level (live, `--log-level`) decides what is printed."""
 
     def __init__(self, ros_logger) -> None:
         super().__init__()
         self._ros_logger = ros_logger
 
     def emit(self, record: logging.LogRecord) -> None:
+        log, level = self._ros_logger, record.levelno
         try:
-            self._ros_logger.log(self.format(record), _severity(record.levelno))
+            # rclpy ties one severity to each line that calls it, and raises when a line logs at
+            # another: so each severity gets its own line here, never one `log.log(text, severity)`.
+            if level >= logging.CRITICAL:
+                log.fatal(self.format(record))
+            elif level >= logging.ERROR:
+                log.error(self.format(record))
+            elif level >= logging.WARNING:
+                log.warning(self.format(record))
+            elif level >= logging.INFO:
+                log.info(self.format(record))
+            else:
+                log.debug(self.format(record))
         except Exception:  # logging must never break the caller (logging.Handler's own rule)
             self.handleError(record)
 
 
 def attach(ros_logger) -> RosLogHandler:
-    """Forward the library loggers to ``ros_logger`` from now on, at its level; ``detach`` undoes it."""
+    """Forward the library loggers to ``ros_logger`` from now on; ``detach`` undoes it.
+
+    The library loggers pass every record (DEBUG); the rclpy logger filters, so that raising its
+    level at run time (`ros2 service call .../set_logger_levels`, `--log-level`) shows library
+    debug lines too. A record below the ROS level costs one comparison in rclpy.
+    """
     handler = RosLogHandler(ros_logger)
-    level = _FROM_ROS.get(int(ros_logger.get_effective_level()), logging.INFO)
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
-        logger.setLevel(level)
+        logger.setLevel(logging.DEBUG)
         logger.propagate = False  # printed once, by ROS, not also by a root handler
     return handler
 

@@ -119,7 +119,6 @@ class Dinov3Node(LifecycleNode):
         self._frames_warning: str | None = None  # the watchdog's current warning, shown in /diagnostics
         self._undecodable = (0, 0.0)  # (count, time.monotonic() it last grew), for /diagnostics
         super().__init__("dinov3_node", **kwargs)
-        self._log_handler = log_bridge.attach(self.get_logger())
         # Registered first, so that values from the parameters file are validated at declaration too.
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in NODE_PARAMS:
@@ -130,6 +129,7 @@ class Dinov3Node(LifecycleNode):
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart, clock=self._steady)
+        self._log_handler = log_bridge.attach(self.get_logger())  # last: nothing above can leave it attached
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -139,8 +139,11 @@ class Dinov3Node(LifecycleNode):
         self.destroy_timer(self._autostart_timer)
         if self._engine is not None:
             return  # a lifecycle manager configured the node first
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        try:
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()
+        except Exception as e:  # rclpy refuses a transition from the state a manager left the node in
+            self.get_logger().warning(f"autostart skipped: {e}")
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         p = {name: check_node_param(name, self.get_parameter(name).value) for name in PARAMS_BY_NAME}
@@ -427,7 +430,7 @@ class Dinov3Node(LifecycleNode):
             return
         if warning:
             self.get_logger().warning(warning)
-        else:
+        elif watchdog.timeout_s:  # not when the watchdog was just turned off (frame_timeout 0)
             self.get_logger().info(f"frames arrive on {watchdog.topic} again")
         self._frames_warning = warning
 

@@ -65,16 +65,19 @@ class FrameWatchdog:
             return (f"{head}: nothing publishes on it. Is the camera driver running, and is image_topic "
                     f"remapped to its topic? `ros2 topic list -t` lists the image topics.")
         listed = "; ".join(p.describe() for p in publishers)
-        other_types = sorted({p.msgtype for p in publishers if p.msgtype != self.msgtype})
-        if other_types:
+        same_type = [p for p in publishers if p.msgtype == self.msgtype]
+        if not same_type:
+            other_types = ", ".join(sorted({p.msgtype for p in publishers}))
             switch = "compressed:=false" if self.msgtype.endswith("CompressedImage") else "compressed:=true"
-            return (f"{head}: it is published as {', '.join(other_types)}, but this node subscribes to "
+            return (f"{head}: it is published as {other_types}, but this node subscribes to "
                     f"{self.msgtype} ({switch} changes that). Publishers: {listed}.")
-        if self.reliability == "reliable" and all(p.reliability == "best_effort" for p in publishers):
-            return (f"{head}: every publisher is best effort and this subscription is reliable, so they "
-                    f"cannot match; set image_reliability:=best_effort. Publishers: {listed}.")
+        matching = [p for p in same_type if self.reliability != "reliable" or p.reliability != "best_effort"]
+        if not matching:
+            return (f"{head}: every {self.msgtype} publisher is best effort and this subscription is reliable, "
+                    f"so they cannot match; set image_reliability:=best_effort. Publishers: {listed}.")
         tries = ["image_reliability:=reliable if the camera publishes reliable: large frames sent best effort "
                  "between processes are often lost whole"] if self.reliability != "reliable" else []
         tries += ["the compressed topic (compressed:=true image_topic:=<topic>/compressed)",
                   "the DDS settings for large messages (README, QoS)"]
-        return f"{head} although {len(publishers)} publisher(s) match: {listed}. Try " + "; or ".join(tries) + "."
+        return (f"{head} although {len(matching)} of {len(publishers)} publisher(s) match. Publishers: {listed}. "
+                "Try " + "; or ".join(tries) + ".")

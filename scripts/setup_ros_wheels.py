@@ -11,9 +11,10 @@ and installed into the environment like any other ROS package.
 
 Runs once: the result is recorded in ``<prefix>/.ros-wheels`` with a key made of the wheel list,
 the definitions and this script, so a later run that finds the same key and importable packages
-does nothing. Where something needed is missing (cmake, a compiler, the wheels), it says so once
-and exits 0: the rest of the suite still runs and the node tests skip, naming the reason (kept in
-``<prefix>/.ros-wheels-skipped``).
+does nothing. Where this machine lacks what it needs (cmake, a C/C++ compiler, a Python the
+wheels exist for), it says so once and exits 0: the rest of the suite still runs and the node
+tests skip, naming the reason (kept in ``<prefix>/.ros-wheels-skipped``). Anything else that fails
+(pip, the build, the imports) is a real failure: exit 1, so that CI cannot pass with no node test.
 """
 
 from __future__ import annotations
@@ -107,25 +108,33 @@ ament_package()
 
 
 class Missing(Exception):
-    """Something outside this project that the set-up needs is not on this machine."""
+    """A tool the set-up needs is not on this machine: skip the ROS part, run the rest."""
+
+
+class Failed(Exception):
+    """The set-up itself went wrong."""
 
 
 def main() -> int:
     key = _key()
     if _up_to_date(key):
         return 0
+    STAMP.unlink(missing_ok=True)
     try:
         _check_tools()
-        _pip_install(RUNTIME_WHEELS + BUILD_WHEELS)
-        _build_vision_msgs()
-        _check_imports()
     except Missing as e:
         print(f"\n*** ROS 2 set-up skipped: {e}\n*** The node tests will skip; everything else runs.\n",
               file=sys.stderr)
-        STAMP.unlink(missing_ok=True)
         SKIPPED.write_text(f"ROS 2 set-up skipped: {e}\n")
         return 0
     SKIPPED.unlink(missing_ok=True)
+    try:
+        _pip_install(RUNTIME_WHEELS + BUILD_WHEELS)
+        _build_vision_msgs()
+        _check_imports()
+    except Failed as e:
+        print(f"\n*** ROS 2 set-up failed: {e}\n", file=sys.stderr)
+        return 1
     STAMP.write_text(key + "\n")
     print("ROS 2 Jazzy wheels and vision_msgs are ready in", PREFIX)
     return 0
@@ -143,7 +152,7 @@ def _up_to_date(key: str) -> bool:
         return False
     try:
         _check_imports()
-    except Missing:
+    except Failed:
         return False
     return True
 
@@ -163,7 +172,7 @@ def _pip_install(requirements: list[str]) -> None:
     print("installing the ROS 2 Jazzy wheels (rclpy, messages, rosidl build tools) ...", flush=True)
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *requirements])
     if done.returncode:
-        raise Missing(f"pip could not install the ROS 2 Jazzy wheels (exit {done.returncode}; see above)")
+        raise Failed(f"pip could not install the ROS 2 Jazzy wheels (exit {done.returncode}; see above)")
 
 
 def _build_vision_msgs() -> None:
@@ -194,7 +203,7 @@ def _run(command: list[str], env: dict[str, str]) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:
         sys.stderr.write(done.stdout[-6000:] + done.stderr[-6000:])
-        raise Missing(f"`{' '.join(command[:3])} ...` failed (exit {done.returncode}; its output is above)")
+        raise Failed(f"`{' '.join(command[:3])} ...` failed (exit {done.returncode}; its output is above)")
 
 
 def _check_imports() -> None:
@@ -203,7 +212,7 @@ def _check_imports() -> None:
             "vision_msgs.msg; vision_msgs.msg.Detection2DArray()")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
-        raise Missing(f"the ROS packages do not import: {done.stderr.strip().splitlines()[-1:]}")
+        raise Failed(f"the ROS packages do not import: {done.stderr.strip().splitlines()[-1:]}")
 
 
 if __name__ == "__main__":

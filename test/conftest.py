@@ -34,7 +34,9 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 # ROS 2 tests talk over DDS: keep discovery on this machine (no traffic beyond loopback) and give
 # each pytest run its own domain, so that two runs on one machine never see each other's nodes.
 # Set before any test imports rclpy; node processes the tests start inherit both.
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
+if os.environ.get("ROS_DISTRO") == "humble":  # Humble knows only the older switch (Jazzy warns it is deprecated)
+    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 
 

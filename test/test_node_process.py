@@ -59,13 +59,15 @@ def _send_and_collect(probe: Probe, camera, namespace: str, msg, timeout: float 
     return found
 
 
-def _diagnostics_after(probe: Probe, since: float, what: str = "a /diagnostics message") -> tuple[int, str, dict]:
-    """The pipeline status of a /diagnostics message that arrived after ``since`` (time.monotonic())."""
-    count = len(probe.received["/diagnostics"])
-    wait_until(lambda: time.monotonic() > since and len(probe.received["/diagnostics"]) > count + 1, 30, what)
-    status = pipeline_status(probe.received["/diagnostics"])
-    assert status is not None, "no pipeline status in /diagnostics"
-    return status
+def _diagnostics_after(probe: Probe, node: NodeProcess, since: float) -> tuple[int, str, dict]:
+    """The node's pipeline status in a /diagnostics message sent after ``since`` (time.monotonic())."""
+    def newer() -> int:
+        return sum(pipeline_status([array], node.name) is not None for array in probe.received["/diagnostics"])
+
+    count = newer()
+    # Two more: the first may have been on its way already at `since`.
+    wait_until(lambda: time.monotonic() > since and newer() > count + 1, 30, f"diagnostics of {node.name}")
+    return pipeline_status(probe.received["/diagnostics"], node.name)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +134,7 @@ def test_label_info_reaches_a_late_subscriber(probe, node, camera):
 
 def test_diagnostics_carry_rates_counts_latency_and_stage_times(probe, node, camera):
     _send_and_collect(probe, camera, NS, image_msg(200))
-    level, message, values = _diagnostics_after(probe, time.monotonic())
+    level, message, values = _diagnostics_after(probe, node, time.monotonic())
     for key in ("device", "precision", "heads", "input rate (Hz)", "output rate (Hz)", "frames received",
                 "frames processed", "frames dropped (newer frame arrived first)", "frames failed",
                 "frames undecodable", "latency median (ms)", "backbone median (ms)", "detection median (ms)"):
@@ -156,18 +158,21 @@ def test_live_parameter_change_applies_and_a_refusal_says_why(probe, node, camer
 
 def test_undecodable_frames_are_logged_once_each_counted_apart_and_the_node_goes_on(probe, node, camera):
     """Bug 1: frames that did not decode were counted as processed, and as output in the rates."""
-    before = _diagnostics_after(probe, time.monotonic())[2]
+    before = _diagnostics_after(probe, node, time.monotonic())[2]
     unknown = image_msg(400)
     unknown.encoding = "weird8"
     truncated = image_msg(401)
     truncated.data = truncated.data[: len(truncated.data) // 2]
-    for _ in range(3):
-        for msg in (unknown, truncated):
-            camera.publish(msg)
-            time.sleep(0.1)  # one at a time, so that none is dropped for a newer one
-    after_bad = _diagnostics_after(probe, time.monotonic() + 0.5, "diagnostics after the bad frames")
-    level, message, values = after_bad
-    assert int(values["frames undecodable"]) - int(before["frames undecodable"]) == 6
+
+    def undecodable() -> int:
+        status = pipeline_status(probe.received["/diagnostics"], node.name)
+        return int(status[2]["frames undecodable"]) - int(before["frames undecodable"])
+
+    for i, msg in enumerate([unknown, truncated] * 3):
+        camera.publish(msg)  # one at a time: each is counted before the next is sent, so none replaces another
+        wait_until(lambda: undecodable() == i + 1, 30, f"bad frame {i + 1} to be counted")
+    level, message, values = _diagnostics_after(probe, node, time.monotonic())
+    assert undecodable() == 6
     assert values["frames processed"] == before["frames processed"], "an undecodable frame is no processed frame"
     assert values["frames failed"] == before["frames failed"]
     assert level == 1 and "frames that cannot be decoded: " in message, message
@@ -194,7 +199,7 @@ def test_a_flood_leaves_no_backlog_and_drops_are_counted(probe, node, camera):
     count = len(outputs)
     time.sleep(1.0)
     assert len(outputs) == count, "nothing may still be in the pipeline after the newest frame's output"
-    _, _, values = _diagnostics_after(probe, time.monotonic())
+    _, _, values = _diagnostics_after(probe, node, time.monotonic())
     received, processed = int(values["frames received"]), int(values["frames processed"])
     dropped, undecodable = int(values["frames dropped (newer frame arrived first)"]), int(values["frames undecodable"])
     assert dropped > 0
@@ -214,15 +219,17 @@ def test_watchdog_warns_while_a_publisher_sends_nothing_and_clears_when_frames_f
     assert ok.successful
     _send_and_collect(probe, camera, NS, image_msg(499))  # frames flow; silence starts now
     start = len(node.output())
-    warning = ("no frame on /main/image for 1 s although 1 publisher(s) match: "
-               "/probe (sensor_msgs/msg/Image, reliable, volatile)")
+    warning = ("no frame on /main/image for 1 s although 1 of 1 publisher(s) match. "
+               "Publishers: /probe (sensor_msgs/msg/Image, reliable, volatile)")
     node.wait_for_output(warning, 30, start=start)
-    level, message, _ = _diagnostics_after(probe, time.monotonic())
+    level, message, _ = _diagnostics_after(probe, node, time.monotonic())
     assert level == 1 and message.startswith("no frame on /main/image") and "/probe" in message
     start = len(node.output())
     _send_and_collect(probe, camera, NS, image_msg(500))
     node.wait_for_output("frames arrive on /main/image again", 30, start=start)
-    level, message, _ = _diagnostics_after(probe, time.monotonic())
+    (ok,) = probe.set_parameters(node.name, frame_timeout=30.0)  # no new warning while diagnostics are read
+    assert ok.successful
+    level, message, _ = _diagnostics_after(probe, node, time.monotonic())
     assert not message.startswith("no frame"), message
 
 

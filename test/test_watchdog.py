@@ -59,11 +59,20 @@ def test_best_effort_publishers_cannot_match_a_reliable_subscription():
 
 def test_matching_publishers_that_send_nothing_get_the_large_message_advice():
     text = watchdog(reliability="best_effort").explain([camera("reliable")])
-    assert "although 1 publisher(s) match: /cam/driver (sensor_msgs/msg/Image, reliable, volatile)" in text
+    assert "although 1 of 1 publisher(s) match. Publishers: /cam/driver (sensor_msgs/msg/Image, reliable, volatile)" in text
     assert "image_reliability:=reliable" in text and "compressed:=true" in text and "README, QoS" in text
     reliable = watchdog(reliability="reliable").explain([camera("reliable")])
     assert "image_reliability:=reliable" not in reliable, "no advice to set what is already set"
     assert "compressed:=true" in reliable
+
+
+def test_mixed_publishers_count_only_those_that_can_match():
+    dog = watchdog(reliability="reliable")
+    text = dog.explain([camera("best_effort", node="/a"), camera("reliable", node="/b"),
+                        camera(msgtype=COMPRESSED, node="/c")])
+    assert "although 1 of 3 publisher(s) match" in text
+    assert "published as" not in text, "a publisher of our type exists: no type advice"
+    assert "/a (" in text and "/c (" in text, "every publisher is listed"
 
 
 def test_the_text_depends_only_on_the_publishers_so_it_is_logged_once_per_change():
