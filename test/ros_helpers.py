@@ -2,10 +2,10 @@
 
 `NodeProcess` runs the `dinov3_node` console script with `--ros-args`, its log in a file the
 tests read; it sees no torch hub or Hugging Face cache, so it runs on random weights (the
-checkout's own `weights/` folders hold none in a clean clone). `Probe` is an rclpy node in the test process, spun by a background thread, that
-publishes camera frames, keeps every message it receives and calls the node's services.
-Both need rclpy and vision_msgs: `make test` installs them from PyPI
-(scripts/setup_ros_wheels.py); a sourced ROS 2 workspace has them too.
+checkout's own `weights/` folders hold none in a clean clone). `Probe` is an rclpy node in the
+test process, spun by a background thread, that publishes camera frames, keeps every message it
+receives and calls the node's services. Both need rclpy and vision_msgs: `make test` installs
+them from PyPI (scripts/setup_ros_wheels.py); a sourced ROS 2 workspace has them too.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def test_best_effort_publishers_cannot_match_a_reliable_subscription():
 
 def test_matching_publishers_that_send_nothing_get_the_large_message_advice():
     text = watchdog(reliability="best_effort").explain([camera("reliable")])
-    assert "although 1 of 1 publisher(s) match. Publishers: /cam/driver (sensor_msgs/msg/Image, reliable, volatile)" in text
+    assert "although 1 of 1 publisher(s) match. Publishers: /cam/driver (sensor_msgs/msg/Image, reliable, volatile)" \
+        in text
     assert "image_reliability:=reliable" in text and "compressed:=true" in text and "README, QoS" in text
     reliable = watchdog(reliability="reliable").explain([camera("reliable")])
     assert "image_reliability:=reliable" not in reliable, "no advice to set what is already set"
