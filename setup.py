@@ -28,7 +28,8 @@ setup(
     packages=find_packages(include=["dinov3_toolkit", "dinov3_toolkit.*", "dinov3_ros", "dinov3_ros.*"]),
     # Head folders ship whole, found by pattern, so that adding one never needs an edit here.
     package_data={
-        "dinov3_toolkit": ["samples/*.jpg", "*.schema.json", "head_*/*.py", "head_*/*.yaml", "head_*/*.txt", "head_*/weights/README.md"]
+        "dinov3_toolkit": ["offline/samples/*.jpg", "offline/*.schema.json",
+                           *(f"heads/builtin/head_*/{files}" for files in ("*.py", "*.yaml", "*.txt", "weights/README.md"))]
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

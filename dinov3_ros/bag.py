@@ -24,7 +24,7 @@ import numpy as np
 
 from dinov3_toolkit.engine import FrameResult
 from dinov3_toolkit.heads.loader import LoadedHead
-from dinov3_toolkit.sources import SourceFrame
+from dinov3_toolkit.offline.sources import SourceFrame
 
 from . import conversions
 from .decode import DecodeError, compressed_to_rgb, image_to_rgb

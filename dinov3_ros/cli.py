@@ -38,16 +38,16 @@ from dinov3_toolkit.device import PRECISIONS, autocast
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.heads.loader import discover, weights_candidates
 from dinov3_toolkit.preprocess import RESIZE_MODES
-from dinov3_toolkit.interrupts import StopOnInterrupt
-from dinov3_toolkit.records import RECORDS_FILE, SCHEMA_PATH, RunOutput, check_run_folder
+from dinov3_toolkit.offline.interrupts import StopOnInterrupt
+from dinov3_toolkit.offline.records import RECORDS_FILE, SCHEMA_PATH, RunOutput, check_run_folder
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
-from dinov3_toolkit.runner import RunSummary, run_frames
-from dinov3_toolkit.sources import ImageFiles, SourceFrame, open_source
+from dinov3_toolkit.offline.runner import RunSummary, run_frames
+from dinov3_toolkit.offline.sources import ImageFiles, SourceFrame, open_source
 
 from .bag import STORAGES, BagImages, BagOutput, check_output_path
 from .conversions import CLASS_ID_MODES, DISTROS
 
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "dinov3_toolkit" / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "dinov3_toolkit" / "offline" / "samples"
 RVIZ_CONFIG = "config/dinov3.rviz"
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: killed by SIGINT, by convention
 
@@ -305,7 +305,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The backbone and heads as ONNX (fixed input size), compared with onnxruntime unless --no-check."""
-    from dinov3_toolkit.export import compare_with_onnxruntime, export_onnx
+    from dinov3_toolkit.tools.export import compare_with_onnxruntime, export_onnx
 
     engine = build_engine(args, random_weights=args.random_weights)
     describe_engine(engine, args)
@@ -321,8 +321,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Time the stages side by side (``dinov3_toolkit.benchmark``); write bench.json and bench.png."""
-    from dinov3_toolkit import benchmark
+    """Time the stages side by side (``dinov3_toolkit.tools.benchmark``); write bench.json and bench.png."""
+    from dinov3_toolkit.tools import benchmark
 
     engine = build_engine(args, random_weights=True)  # speed does not depend on the weights' values
     height, width = args.frame or (args.size, args.size)

@@ -40,7 +40,7 @@ from dinov3_ros.decode import compressed_to_rgb, image_to_rgb
 from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.overlays import composite
-from dinov3_toolkit.sources import DEFAULT_FRAME_ID
+from dinov3_toolkit.offline.sources import DEFAULT_FRAME_ID
 
 REPO = Path(__file__).resolve().parents[1]
 FORMATS = ["mcap", "sqlite3"]

@@ -15,9 +15,9 @@ import torch
 
 from conftest import randomize_
 from dinov3_ros.cli import main
-from dinov3_toolkit import benchmark
+from dinov3_toolkit.tools import benchmark
 from dinov3_toolkit.backbone import get_backbone_spec
-from dinov3_toolkit.backbone.transformers_vit import to_transformers
+from dinov3_toolkit.tools.transformers_vit import to_transformers
 from dinov3_toolkit.engine import FrameResult
 
 pytest.importorskip("transformers", reason="transformers is the reference for stage (e)")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dinov3_toolkit.boxes import NMS_CHUNK, batched_nms, box_iou
+from dinov3_toolkit.heads.ops.boxes import NMS_CHUNK, batched_nms, box_iou
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -17,7 +17,7 @@ from dinov3_ros.cli import build_parser, main, sample_images
 from dinov3_toolkit.backbone import save_backbone
 from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.engine import Engine
-from dinov3_toolkit.records import SCHEMA_PATH
+from dinov3_toolkit.offline.records import SCHEMA_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--backbone", "vits16", "--device", "cpu", "--size", "32"]

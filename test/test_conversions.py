@@ -22,7 +22,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import dinov3_toolkit
 from dinov3_ros.conversions import (
     DISTROS,
     ConversionError,
@@ -42,9 +41,10 @@ from dinov3_ros.conversions import (
     ros_messages,
 )
 from dinov3_ros.vision_msgs_defs import VISION_MSGS
+from dinov3_toolkit.heads.loader import BUILTIN_DIR
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
-_HEADS = Path(dinov3_toolkit.__file__).parent
+_HEADS = BUILTIN_DIR
 DETECTION_NAMES = tuple((_HEADS / "head_detection" / "class_names.txt").read_text().splitlines())
 SEGMENTATION_NAMES = tuple((_HEADS / "head_segmentation" / "class_names.txt").read_text().splitlines())
 MANY_NAMES = tuple(f"class_{i}" for i in range(300))  # more than 256: labels become uint16

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dinov3_toolkit.dense import labels_at, possible_winners, resize_map
+from dinov3_toolkit.heads.ops.dense import labels_at, possible_winners, resize_map
 
 
 def _plain_labels(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.engine import Engine
 from dinov3_toolkit.heads import HeadError
-from dinov3_toolkit.heads.loader import discover
+from dinov3_toolkit.heads.loader import BUILTIN_DIR, discover
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -323,7 +323,7 @@ def test_bad_parameter_override_fails_only_that_head(tmp_path):
 def test_duplicate_head_name_is_refused(tmp_path, caplog):
     folder = add_probe(tmp_path / "x", "detection")
     engine = Engine.create(**SMALL, heads=["detection"], head_dirs=[tmp_path / "x"], random_weights=True)
-    assert engine.heads["detection"].manifest.folder.parent.name == "dinov3_toolkit"
+    assert engine.heads["detection"].manifest.folder.parent == BUILTIN_DIR
     assert f"head 'detection' ({folder}): ignored: a head of this name was already found at" in caplog.text
 
 
@@ -341,7 +341,7 @@ def test_head_weights_found_in_the_weights_dir(tmp_path, monkeypatch):
 
 def test_a_builtin_head_folder_runs_from_anywhere(tmp_path):
     """Head folders are self-contained: a copy of one is a new head, with no other file edited."""
-    shutil.copytree(REPO / "dinov3_toolkit" / "head_depth", tmp_path / "head_depth_copy",
+    shutil.copytree(BUILTIN_DIR / "head_depth", tmp_path / "head_depth_copy",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pth"))
     engine = Engine.create(**SMALL, heads=["depth", "depth_copy"], head_dirs=[tmp_path], random_weights=True)
     engine.heads["depth_copy"].model.load_state_dict(engine.heads["depth"].model.state_dict())

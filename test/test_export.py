@@ -9,7 +9,7 @@ import pytest
 
 from dinov3_ros.cli import main
 from dinov3_toolkit.engine import Engine
-from dinov3_toolkit.export import ExportGraph, compare_with_onnxruntime, example_input, export_onnx
+from dinov3_toolkit.tools.export import ExportGraph, compare_with_onnxruntime, example_input, export_onnx
 
 pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (pip install '.[export]')")
 pytest.importorskip("onnxruntime", reason="the export check needs onnxruntime (pip install '.[export]')")

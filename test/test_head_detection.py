@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +9,12 @@ import torch
 from conftest import load_vector
 
 from dinov3_toolkit.checkpoint import CheckpointError
-from dinov3_toolkit.head_detection.model import DinoFCOSHead
+from dinov3_toolkit.heads.builtin.head_detection.model import DinoFCOSHead
 from dinov3_toolkit.heads import load_manifest
+from dinov3_toolkit.heads.loader import BUILTIN_DIR
 from dinov3_toolkit.preprocess import PreparedImage, Preprocessor
 
-FOLDER = Path(__file__).resolve().parents[1] / "dinov3_toolkit" / "head_detection"
+FOLDER = BUILTIN_DIR / "head_detection"
 DEFAULTS = {"score_threshold": 0.2, "nms_iou_threshold": 0.6, "max_detections": 100, "class_agnostic_nms": False}
 NUM_CLASSES = 80
 

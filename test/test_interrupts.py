@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dinov3_toolkit.interrupts import StopOnInterrupt
+from dinov3_toolkit.offline.interrupts import StopOnInterrupt
 
 
 def send(sig: int, stop: StopOnInterrupt | None = None) -> None:

@@ -12,9 +12,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from dinov3_toolkit.engine import FrameResult, StageTimings
-from dinov3_toolkit.records import OVERLAY_VIDEO, RECORDS_FILE, SCHEMA_PATH, RunOutput, frame_record
+from dinov3_toolkit.offline.records import OVERLAY_VIDEO, RECORDS_FILE, SCHEMA_PATH, RunOutput, frame_record
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
-from dinov3_toolkit.sources import SourceFrame
+from dinov3_toolkit.offline.sources import SourceFrame
 
 HEADS = ["detection", "segmentation", "depth"]
 

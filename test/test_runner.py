@@ -13,9 +13,9 @@ import pytest
 
 from dinov3_toolkit.engine import Engine
 from dinov3_toolkit.overlays import composite
-from dinov3_toolkit.records import RECORDS_FILE, RunOutput
-from dinov3_toolkit.runner import RunSummary, run_frames
-from dinov3_toolkit.sources import SourceFrame, open_source
+from dinov3_toolkit.offline.records import RECORDS_FILE, RunOutput
+from dinov3_toolkit.offline.runner import RunSummary, run_frames
+from dinov3_toolkit.offline.sources import SourceFrame, open_source
 
 HEADS = ["detection", "segmentation", "depth"]
 

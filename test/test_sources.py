@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dinov3_toolkit.sources import ImageFiles, SourceError, VideoFrames, open_source, read_rgb
+from dinov3_toolkit.offline.sources import ImageFiles, SourceError, VideoFrames, open_source, read_rgb
 
 
 def write_image(path: Path, rgb: np.ndarray) -> Path:

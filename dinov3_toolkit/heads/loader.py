@@ -1,6 +1,6 @@
 """Finding head folders, importing their code, building their models and loading their weights.
 
-Discovery looks at ``dinov3_toolkit/head_*`` first, then at each extra folder
+Discovery looks at ``dinov3_toolkit/heads/builtin/head_*`` first, then at each extra folder
 the user names, which is either a head folder itself or a folder of
 ``head_*`` folders. Every step that can go wrong raises a ``HeadError`` naming
 the head and the file, so a caller can skip that head and keep the others.
@@ -28,7 +28,7 @@ from .manifest import FOLDER_PREFIX, MANIFEST, HeadManifest, head_name, load_man
 
 log = logging.getLogger(__name__)
 
-BUILTIN_DIR = Path(__file__).resolve().parents[1]  # dinov3_toolkit/
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"  # dinov3_toolkit/heads/builtin/
 _EXTERNAL_PACKAGE = "dinov3_heads"  # parent package of heads imported from outside dinov3_toolkit
 
 
@@ -90,7 +90,7 @@ def _package_for(folder: Path) -> str:
     folder does not need an ``__init__.py``.
     """
     if folder.parent == BUILTIN_DIR:
-        return f"{BUILTIN_DIR.name}.{folder.name}"
+        return f"{__package__}.builtin.{folder.name}"  # dinov3_toolkit.heads.builtin.head_<name>
     if _EXTERNAL_PACKAGE not in sys.modules:
         root = types.ModuleType(_EXTERNAL_PACKAGE)
         root.__path__ = []

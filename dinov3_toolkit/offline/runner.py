@@ -20,9 +20,9 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from .engine import Engine, FrameResult
+from ..engine import Engine, FrameResult
 from .interrupts import StopOnInterrupt
-from .overlays import composite
+from ..overlays import composite
 from .sources import SourceFrame
 
 log = logging.getLogger(__name__)

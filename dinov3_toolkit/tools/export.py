@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
-from .engine import Engine
+from ..engine import Engine
 
 INPUT_NAME = "image"
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .results import label_dtype
+from ...results import label_dtype
 
 #: Classes upsampled at a time by ``labels_at``: 16 x 720 x 1280 float32 is 59 MB,
 #: where all 134 COCO-panoptic classes at once would be 494 MB. For narrow outputs

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .device import autocast
-from .engine import Engine
+from ..device import autocast
+from ..engine import Engine
 
 JSON_NAME = "bench.json"
 PLOT_NAME = "bench.png"
@@ -137,7 +137,7 @@ def run_benchmark(
 
 def _transformers_stage(engine: Engine, x: torch.Tensor) -> Stage:
     """Stage (e): transformers' DINOv3ViTModel with our backbone's weights, at the engine's precision."""
-    from .backbone.transformers_vit import to_transformers
+    from .transformers_vit import to_transformers
 
     twin = to_transformers(engine.extractor.backbone)
 

@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .engine import FrameResult
-from .results import DepthMap, Detections, SemanticLabels
+from ..engine import FrameResult
+from ..results import DepthMap, Detections, SemanticLabels
 from .sources import SourceFrame
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "frame_record.schema.json"

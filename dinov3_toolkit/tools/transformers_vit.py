@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .vit import DinoVisionTransformer, to_hf_state_dict
+from ..backbone.vit import DinoVisionTransformer, to_hf_state_dict
 
 
 def to_transformers(model: DinoVisionTransformer) -> Any:
