@@ -23,30 +23,17 @@ watchdog says why (``watchdog.py``), in the log and in /diagnostics. The library
 from __future__ import annotations
 
 import gc
-import statistics
 import time
 import traceback
 from collections import deque
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
 
 try:  # Jazzy
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -58,47 +45,15 @@ from dinov3_toolkit.heads.manifest import ParamSpec
 
 from . import conversions, log_bridge
 from .decode import DecodeError, compressed_to_rgb, image_to_rgb
+from .health import PipelineHealth
 from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
+from .ros_tables import descriptor, image_qos, output_qos
 from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics
 from .watchdog import FrameWatchdog, Publisher
 from .worker import LatestFrameWorker, Rejected
 
-_RELIABILITY = {
-    "best_effort": ReliabilityPolicy.BEST_EFFORT,
-    "reliable": ReliabilityPolicy.RELIABLE,
-    "system_default": ReliabilityPolicy.SYSTEM_DEFAULT,
-}
-
-
-def _output_qos(topic: OutputTopic) -> QoSProfile:
-    """Reliable (every subscriber kind accepts it), keep last ``topic.depth``; LabelInfo transient local,
-    published once per configure, so that late subscribers get it."""
-    durability = DurabilityPolicy.TRANSIENT_LOCAL if topic.latched else DurabilityPolicy.VOLATILE
-    return QoSProfile(depth=topic.depth, reliability=ReliabilityPolicy.RELIABLE, durability=durability,
-                      history=HistoryPolicy.KEEP_LAST)
-
-
 _TIMINGS_KEPT = 100  # frames over which diagnostics report median stage times
 _WATCHDOG_PERIOD_S = 0.5  # how often the watchdog looks; frame_timeout itself is a parameter
-_UNDECODABLE_WARN_S = 10.0  # /diagnostics stays WARN this long after an undecodable frame
-
-
-def _descriptor(description: str, default: Any, *, low=None, high=None, choices=()) -> ParameterDescriptor:
-    """A descriptor with the range or choices that ``ros2 param describe`` shows and rclpy enforces."""
-    d = ParameterDescriptor(description=description)
-    if choices:
-        d.additional_constraints = f"one of: {', '.join(map(str, choices))}"
-    if isinstance(default, list):
-        d.dynamic_typing = True  # an empty list would otherwise be typed as a byte array (rclpy#912)
-    elif isinstance(default, float):
-        # Dynamic, so that `ros2 param set ... 1` and `score_threshold: 1` in YAML are accepted for a
-        # float parameter (rclpy types them int); our on-set callback checks the type and range.
-        d.dynamic_typing = True
-        if low is not None and high is not None:
-            d.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
-    elif isinstance(default, int) and not isinstance(default, bool) and low is not None and high is not None:
-        d.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-    return d
 
 
 class Dinov3Node(LifecycleNode):
@@ -117,13 +72,13 @@ class Dinov3Node(LifecycleNode):
         self._watchdog: FrameWatchdog | None = None
         self._watchdog_timer = None
         self._frames_warning: str | None = None  # the watchdog's current warning, shown in /diagnostics
-        self._undecodable = (0, 0.0)  # (count, time.monotonic() it last grew), for /diagnostics
+        self._health = PipelineHealth()  # the /diagnostics status
         super().__init__("dinov3_node", **kwargs)
         # Registered first, so that values from the parameters file are validated at declaration too.
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in NODE_PARAMS:
             self.declare_parameter(
-                p.name, p.default, _descriptor(p.description, p.default, low=p.min, high=p.max, choices=p.choices)
+                p.name, p.default, descriptor(p.description, p.default, low=p.min, high=p.max, choices=p.choices)
             )
         # A steady clock: with use_sim_time a ROS-clock timer would wait for /clock before starting.
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -188,12 +143,7 @@ class Dinov3Node(LifecycleNode):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         reliability = self.get_parameter("image_reliability").value
-        qos = QoSProfile(
-            history=qos_profile_sensor_data.history,
-            depth=1,  # only the newest frame matters
-            reliability=_RELIABILITY[reliability],
-            durability=qos_profile_sensor_data.durability,
-        )
+        qos = image_qos(reliability)
         self._compressed = self.get_parameter("compressed").value
         if self._compressed:
             from sensor_msgs.msg import CompressedImage as msg_type
@@ -285,9 +235,9 @@ class Dinov3Node(LifecycleNode):
                 full = f"{head.name}.{spec.name}"
                 self._head_params[full] = (head.name, spec)
                 if not self.has_parameter(full):  # declared at the first configure; kept across cleanups
-                    descriptor = _descriptor(spec.description, spec.default, low=spec.min, high=spec.max,
-                                             choices=spec.choices)
-                    self.declare_parameter(full, spec.default, descriptor)  # an override is validated here
+                    described = descriptor(spec.description, spec.default, low=spec.min, high=spec.max,
+                                           choices=spec.choices)
+                    self.declare_parameter(full, spec.default, described)  # an override is validated here
                 head.set_params(**{spec.name: spec.validate(self.get_parameter(full).value)})
 
     def _on_set_parameters(self, params: list) -> SetParametersResult:
@@ -322,10 +272,10 @@ class Dinov3Node(LifecycleNode):
             # LabelInfo gets a plain publisher: it is static, so it is published once, below, and kept
             # (transient-local) for every later subscriber, whatever the lifecycle state.
             create = self.create_publisher if topic.latched else self.create_lifecycle_publisher
-            self._publishers_by_topic[topic.name] = create(msg_type, topic.name, _output_qos(topic))
+            self._publishers_by_topic[topic.name] = create(msg_type, topic.name, output_qos(topic))
         diagnostics = OutputTopic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
         self._publishers_by_topic[diagnostics.name] = self.create_lifecycle_publisher(
-            self._messages.message_class(diagnostics.msgtype), diagnostics.name, _output_qos(diagnostics)
+            self._messages.message_class(diagnostics.msgtype), diagnostics.name, output_qos(diagnostics)
         )
         # The threshold in LabelInfo is the one at configure.
         for topic, msg in label_info_messages(self._messages, self._engine.heads, self._stamp_header()).items():
@@ -370,50 +320,11 @@ class Dinov3Node(LifecycleNode):
         engine, worker = self._engine, self._worker
         if engine is None or worker is None:
             return
-        stats = worker.stats()
-        input_fps, output_fps = worker.rates()
-        values = {
-            "device": str(engine.device),
-            "precision": self.get_parameter("precision").value,
-            "heads": ", ".join(engine.heads),
-            "input rate (Hz)": f"{input_fps:.2f}",
-            "output rate (Hz)": f"{output_fps:.2f}",
-            "frames received": str(stats.received),
-            "frames processed": str(stats.processed),
-            "frames dropped (newer frame arrived first)": str(stats.dropped),
-            "frames failed": str(stats.errors),
-            "frames undecodable": str(stats.rejected),
-        }
-        if stats.latencies:
-            values["latency median (ms)"] = f"{statistics.median(stats.latencies) * 1e3:.1f}"
-        timings = list(self._timings)
-        if timings:
-            values["preprocess median (ms)"] = f"{statistics.median(t.preprocess for t in timings) * 1e3:.1f}"
-            values["backbone median (ms)"] = f"{statistics.median(t.backbone for t in timings) * 1e3:.1f}"
-            for name in engine.heads:
-                per_head = [t.heads[name] + t.postprocess[name] for t in timings if name in t.heads]
-                if per_head:
-                    values[f"{name} median (ms)"] = f"{statistics.median(per_head) * 1e3:.1f}"
-        if stats.rejected != self._undecodable[0]:
-            self._undecodable = (stats.rejected, time.monotonic())
-        undecodable_ago = time.monotonic() - self._undecodable[1]
-        level, message = conversions.Level.OK, "running"
-        if self._frames_warning:
-            level, message = conversions.Level.WARN, self._frames_warning
-        elif stats.rejected and undecodable_ago < _UNDECODABLE_WARN_S:
-            level, message = conversions.Level.WARN, (
-                f"frames that cannot be decoded: {stats.rejected} so far, the last {undecodable_ago:.0f} s ago "
-                f"(the log says why)")
-        elif engine.random_weights:
-            level, message = conversions.Level.WARN, "random weights: outputs are meaningless"
-        elif engine.failed:
-            level, message = conversions.Level.WARN, f"heads skipped: {', '.join(engine.failed)}"
-        header = self._stamp_header()
-        status = conversions.Status(
-            f"{self.get_fully_qualified_name()}: pipeline", str(engine.device), level, message, values
-        )
+        status = self._health.status(self.get_fully_qualified_name(), engine, self.get_parameter("precision").value,
+                                     worker.stats(), worker.rates(), list(self._timings), self._frames_warning,
+                                     time.monotonic())
         self._publishers_by_topic["/diagnostics"].publish(
-            conversions.diagnostics_to_msg(self._messages, header, [status])
+            conversions.diagnostics_to_msg(self._messages, self._stamp_header(), [status])
         )
 
     # --- problems ----------------------------------------------------------------------------------

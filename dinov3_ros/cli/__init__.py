@@ -1,0 +1,20 @@
+"""``dinov3``: the engine and the node's message conversion without ROS running.
+
+Subcommands:
+  run        images (file, folder, glob), a video or a camera -> overlays, JSON, label PNGs, depth, a bag
+  bag        a rosbag2 with camera images -> a new bag with the node's topics added
+  demo       every built-in head on the bundled photos -> overlays, JSON and an MCAP bag
+  heads      the heads found: task, classes, weights
+  check      versions, devices and precisions, where weights were looked for and found
+  export     the backbone and heads as one ONNX graph, checked against onnxruntime
+  bench      per-frame cost stage by stage, ratios, JSON and a plot (README, "Performance")
+  backbones  every backbone variant, its size and whether its weights are found
+
+It lives in the ROS layer because bags use ``conversions`` (the node's code);
+it needs no ROS install, only ``rosbags`` for the bag outputs.
+"""
+
+from .common import sample_images
+from .main import build_parser, main
+
+__all__ = ["build_parser", "main", "sample_images"]

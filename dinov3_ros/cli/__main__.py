@@ -1,0 +1,7 @@
+"""`python -m dinov3_ros.cli`, as the `dinov3` command."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

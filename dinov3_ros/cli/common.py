@@ -1,0 +1,125 @@
+"""What every `dinov3` command shares: building the engine from the options, the terminal report, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from dinov3_toolkit.engine import Engine, FrameResult
+from dinov3_toolkit.offline.runner import RunSummary
+from dinov3_toolkit.offline.sources import SourceFrame
+from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
+
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "dinov3_toolkit" / "offline" / "samples"
+RVIZ_CONFIG = "config/dinov3.rviz"
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: killed by SIGINT, by convention
+
+
+def sample_images() -> list[Path]:
+    """The bundled sample photos (public domain, from scikit-image's data set; see the README)."""
+    return sorted(SAMPLES_DIR.glob("*.jpg"))
+
+
+# ---- shared pieces ------------------------------------------------------------------------------
+
+
+def build_engine(args: argparse.Namespace, *, random_weights: bool) -> Engine:
+    """The engine the options describe; an error when not one head can run (nothing would be produced)."""
+    engine = Engine.create(
+        backbone=args.backbone,
+        backbone_weights=args.weights,
+        device=args.device,
+        precision=args.precision,
+        size=args.size,
+        resize_mode=args.resize,
+        heads=args.heads,
+        head_dirs=args.head_dir,
+        head_params=args.param,
+        random_weights=random_weights,
+        backbone_overrides={"depth": args.depth} if getattr(args, "depth", None) else None,
+    )
+    if not engine.heads:
+        reasons = "".join(f"\n  {error}" for error in engine.failed.values()) or " no head was found"
+        raise ValueError(f"no head can run:{reasons}")
+    return engine
+
+
+def random_notice(engine: Engine) -> str | None:
+    """The warning drawn on every overlay when anything runs on random weights (the node's text)."""
+    random = engine.random_weights
+    return f"RANDOM WEIGHTS ({', '.join(random)}): output is meaningless" if random else None
+
+
+def describe_engine(engine: Engine, args: argparse.Namespace) -> None:
+    """What runs, where, which heads were skipped and why, and the random-weights warning."""
+    print(
+        f"backbone {engine.extractor.spec.name} on {engine.device} ({args.precision}), resize {args.resize} "
+        f"{args.size}, heads {', '.join(engine.heads) or 'none'}"
+    )
+    for name, error in engine.failed.items():
+        print(f"head {name} is skipped: {error}")
+    notice = random_notice(engine)
+    if notice:
+        print(f"\n*** {notice}. Shapes and timings are real; put weights in place for real results "
+              "(README, Weights). ***\n")
+
+
+def finish(summary: RunSummary, outputs: list[Any], engine: Engine) -> int:
+    """Print the closing summary; the exit status says whether every frame went through every head."""
+    print()
+    for line in summary.lines():
+        print(line)
+    for output in outputs:
+        print(f"wrote {output.describe()}")
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    for name in engine.failed:
+        print(f"head {name} did not run (see above)")
+    partial = summary.skipped or summary.head_errors or engine.failed or not summary.frames
+    return EXIT_PARTIAL if partial else EXIT_OK
+
+
+class FrameReport:
+    """A line per frame on the terminal: sizes, stage times and what each head found (the demo's table)."""
+
+    wants_overlay = False
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        print(f"\n{'image':<16} {'original':>10} {'input':>10} {'pre ms':>7} {'backbone ms':>12} {'heads ms':>9}"
+              "  results")
+
+    def write(self, item: SourceFrame, frame: FrameResult, overlay: np.ndarray | None) -> None:
+        t = frame.timings
+        height, width = frame.image_size
+        in_h, in_w = self.engine.extractor.preprocess.input_size(height, width)
+        results = "; ".join(f"{name}: {_summary(result)}" for name, result in frame.results.items())
+        results += "".join(f"; {name}: FAILED ({error})" for name, error in frame.errors.items())
+        heads_ms = (t.total - t.preprocess - t.backbone) * 1e3
+        tqdm.write(f"{item.name:<16} {width:>4}x{height:<5} {in_w:>4}x{in_h:<5} {t.preprocess * 1e3:>7.1f} "
+                   f"{t.backbone * 1e3:>12.1f} {heads_ms:>9.1f}  {results}")
+
+
+def _summary(result: object) -> str:
+    """A few words about one head's result, for the terminal."""
+    if isinstance(result, Detections):
+        top = ", ".join(f"{name} {score:.2f}" for name, score in zip(result.names()[:3], result.scores[:3]))
+        return f"{len(result)} boxes" + (f" ({top}{', ...' if len(result) > 3 else ''})" if len(result) else "")
+    if isinstance(result, SemanticLabels):
+        present = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
+        largest = [result.class_names[i] for i in np.argsort(present)[::-1][:3] if present[i]]
+        n = np.count_nonzero(present)
+        return f"{n} class{'es' if n != 1 else ''} ({', '.join(largest)}{', ...' if n > 3 else ''})"
+    if isinstance(result, DepthMap):
+        return f"depth {np.nanmin(result.depth):.2f}..{np.nanmax(result.depth):.2f}"
+    return type(result).__name__
+
+
+def rviz_config() -> str:
+    """The RViz config in this source tree, or where colcon installs it."""
+    source = Path(__file__).resolve().parents[2] / RVIZ_CONFIG
+    return str(source) if source.is_file() else f"$(ros2 pkg prefix dinov3_ros)/share/dinov3_ros/{RVIZ_CONFIG}"
