@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dinov3_toolkit.backbone import get_backbone_spec
+from dinov3_toolkit.config import DEFAULTS
 from dinov3_toolkit.device import DEVICE_PATTERN, PRECISIONS
 from dinov3_toolkit.preprocess import RESIZE_MODES
 
@@ -35,13 +36,14 @@ class NodeParam:
 
 
 NODE_PARAMS = (
-    NodeParam("backbone", "vits16plus", "DINOv3 backbone variant; `dinov3 backbones` lists them"),
+    NodeParam("backbone", DEFAULTS.backbone, "DINOv3 backbone variant; `dinov3 backbones` lists them"),
     NodeParam("backbone_weights", "", "weights file or folder; empty: searched (see weights/README.md)"),
-    NodeParam("device", "cuda", "cpu, cuda or cuda:N; CUDA on a machine without it falls back to the CPU"),
-    NodeParam("precision", "fp32", "compute precision (autocast); RoPE and norms stay fp32", choices=tuple(PRECISIONS)),
-    NodeParam("image_size", 640, "network input side in pixels, a multiple of 16 (the heads were trained at 640)",
-              min=16, max=4096),
-    NodeParam("resize_mode", "stretch", "stretch to image_size squared (as trained), or keep_aspect",
+    NodeParam("device", DEFAULTS.device, "cpu, cuda or cuda:N; CUDA on a machine without it falls back to the CPU"),
+    NodeParam("precision", DEFAULTS.precision, "compute precision (autocast); RoPE and norms stay fp32",
+              choices=tuple(PRECISIONS)),
+    NodeParam("image_size", DEFAULTS.size,
+              "network input side in pixels, a multiple of 16 (the heads were trained at 640)", min=16, max=4096),
+    NodeParam("resize_mode", DEFAULTS.resize_mode, "stretch to image_size squared (as trained), or keep_aspect",
               choices=RESIZE_MODES),
     NodeParam("heads", [], "heads to run; empty: every head found"),
     NodeParam("head_dirs", [], "extra folders holding head_* folders (or a head folder itself)"),

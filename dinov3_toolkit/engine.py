@@ -22,6 +22,7 @@ import torch
 
 from .backbone import WeightsNotFoundError, create_backbone, get_backbone_spec, load_backbone
 from .backbone.features import resolve_layer_indices
+from .config import DEFAULTS
 from .device import autocast, keep_freed_memory
 from .extractor import FeatureExtractor
 from .heads.base import HeadError
@@ -91,12 +92,12 @@ class Engine:
     def create(
         cls,
         *,
-        backbone: str = "vits16plus",
+        backbone: str = DEFAULTS.backbone,
         backbone_weights: str | Path | None = None,
-        device: str = "cuda",
-        precision: str = "fp32",
-        size: int = 640,
-        resize_mode: str = "stretch",
+        device: str = DEFAULTS.device,
+        precision: str = DEFAULTS.precision,
+        size: int = DEFAULTS.size,
+        resize_mode: str = DEFAULTS.resize_mode,
         heads: Sequence[str] | None = None,
         head_dirs: Iterable[str | Path] = (),
         head_params: Mapping[str, Mapping[str, Any]] | None = None,

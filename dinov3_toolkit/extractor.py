@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .backbone import BackboneSpec, get_backbone_spec, load_backbone
+from .config import DEFAULTS
 from .device import autocast, resolve_device, resolve_precision
 from .preprocess import PreparedImage, Preprocessor
 
@@ -39,10 +40,10 @@ class FeatureExtractor:
         backbone: nn.Module,
         spec: BackboneSpec,
         *,
-        device: str = "cuda",
-        precision: str = "fp32",
-        size: int = 640,
-        resize_mode: str = "stretch",
+        device: str = DEFAULTS.device,
+        precision: str = DEFAULTS.precision,
+        size: int = DEFAULTS.size,
+        resize_mode: str = DEFAULTS.resize_mode,
         layers: Sequence[int] = (-1,),
     ) -> None:
         self.device = resolve_device(device)

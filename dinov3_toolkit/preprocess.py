@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import DEFAULTS
+
 RESIZE_MODES = ("stretch", "keep_aspect")
 
 
@@ -59,8 +61,8 @@ class Preprocessor:
         *,
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
-        size: int = 640,
-        mode: str = "stretch",
+        size: int = DEFAULTS.size,
+        mode: str = DEFAULTS.resize_mode,
         size_multiple: int = 16,
         device: torch.device | str = "cpu",
     ) -> None:

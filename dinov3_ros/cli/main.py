@@ -8,6 +8,7 @@ import sys
 
 import yaml
 
+from dinov3_toolkit.config import DEFAULTS
 from dinov3_toolkit.device import PRECISIONS
 from dinov3_toolkit.preprocess import RESIZE_MODES
 
@@ -56,12 +57,14 @@ class _HeadParam(argparse.Action):
 
 def _engine_options(parser: argparse.ArgumentParser, *, random_option: bool = True) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("--backbone", default="vits16plus", help="variant name (see `dinov3 backbones`)")
+    g.add_argument("--backbone", default=DEFAULTS.backbone, help="variant name (see `dinov3 backbones`)")
     g.add_argument("--weights", help="backbone weights file or folder (default: searched, see `dinov3 check`)")
-    g.add_argument("--device", default="cuda", help="cpu, cuda or cuda:N (cuda falls back to cpu; default %(default)s)")
-    g.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    g.add_argument("--size", type=_positive_int, default=640, help="resize target in pixels (default %(default)s)")
-    g.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
+    g.add_argument("--device", default=DEFAULTS.device,
+                   help="cpu, cuda or cuda:N (cuda falls back to cpu; default %(default)s)")
+    g.add_argument("--precision", default=DEFAULTS.precision, choices=list(PRECISIONS))
+    g.add_argument("--size", type=_positive_int, default=DEFAULTS.size,
+                   help="resize target in pixels (default %(default)s)")
+    g.add_argument("--resize", default=DEFAULTS.resize_mode, choices=RESIZE_MODES)
     g.add_argument("--heads", nargs="+", help="heads to run (default: every head found)")
     g.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
     g.add_argument("--param", action=_HeadParam, metavar="HEAD.NAME=VALUE",
