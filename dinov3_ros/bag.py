@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from dinov3_toolkit.engine import FrameResult
+from dinov3_toolkit.errors import Dinov3Error
 from dinov3_toolkit.heads.loader import LoadedHead
 from dinov3_toolkit.offline.sources import SourceFrame
 
@@ -36,7 +37,7 @@ BAG_VERSION = 8
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"  # where frames from files, videos and cameras are recorded
 
 
-class BagError(ValueError):
+class BagError(Dinov3Error, ValueError):
     """A bag that cannot be read or written as asked; the message says what to change."""
 
 

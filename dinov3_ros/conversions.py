@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from dinov3_toolkit.errors import Dinov3Error
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
 from .vision_msgs_defs import VISION_MSGS
@@ -47,7 +48,7 @@ IMAGE_ENCODINGS: dict[str, tuple[type[np.generic], int]] = {
 }
 
 
-class ConversionError(ValueError):
+class ConversionError(Dinov3Error, ValueError):
     """An input a conversion cannot represent: wrong dtype, shape, encoding or content."""
 
 

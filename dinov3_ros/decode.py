@@ -25,6 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dinov3_toolkit.errors import Dinov3Error
+
 
 @dataclass(frozen=True)
 class _Layout:
@@ -71,7 +73,7 @@ _DECODED_ENCODINGS = {(np.dtype(np.uint8), 1): "mono8", (np.dtype(np.uint16), 1)
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
 
 
-class DecodeError(ValueError):
+class DecodeError(Dinov3Error, ValueError):
     """A camera message that cannot become an RGB image; ``kind`` is stable across frames, for log-once."""
 
     def __init__(self, kind: str, detail: str):

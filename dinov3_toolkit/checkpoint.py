@@ -17,10 +17,12 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 from torch import nn
 
+from .errors import Dinov3Error
+
 _SHOWN = 8  # how many offending keys an error message lists
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(Dinov3Error, RuntimeError):
     """A weights file that cannot be read or does not fit the model."""
 
 

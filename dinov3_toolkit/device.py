@@ -17,6 +17,8 @@ import re
 
 import torch
 
+from .errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 DEVICE_PATTERN = r"(cpu|cuda)(?::(\d+))?"  # cpu, cuda, cuda:N
@@ -27,7 +29,7 @@ def resolve_device(name: str) -> torch.device:
     """Turn ``cpu`` / ``cuda`` / ``cuda:N`` into a device that exists on this machine."""
     m = re.fullmatch(DEVICE_PATTERN, str(name).strip())
     if m is None or (m[1] == "cpu" and m[2] is not None):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if m[1] == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
@@ -36,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
     index = int(m[2] or 0)
     count = torch.cuda.device_count()
     if index >= count:
-        raise ValueError(f"device {name!r} does not exist: this machine has {count} CUDA device(s)")
+        raise ConfigError(f"device {name!r} does not exist: this machine has {count} CUDA device(s)")
     return torch.device("cuda", index)
 
 
@@ -44,7 +46,7 @@ def resolve_precision(name: str) -> torch.dtype:
     try:
         return PRECISIONS[name]
     except KeyError:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}") from None
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}") from None
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:

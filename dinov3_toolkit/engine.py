@@ -24,6 +24,7 @@ from .backbone import WeightsNotFoundError, create_backbone, get_backbone_spec, 
 from .backbone.features import resolve_layer_indices
 from .config import DEFAULTS
 from .device import autocast, keep_freed_memory
+from .errors import ConfigError
 from .extractor import FeatureExtractor
 from .heads.base import HeadError
 from .heads.loader import LoadedHead, discover, load_head
@@ -118,14 +119,14 @@ class Engine:
         manifests, failed = discover(head_dirs)
         names = list(manifests) + [n for n in failed if n not in manifests] if heads is None else list(heads)
         if len(set(names)) != len(names):
-            raise ValueError(f"heads must be named once each, got {names}")
+            raise ConfigError(f"heads must be named once each, got {names}")
         unknown = [n for n in names if n not in manifests and n not in failed]
         if unknown:
             found = ", ".join(sorted({*manifests, *failed})) or "none"
-            raise ValueError(f"unknown head(s) {unknown}; heads found: {found}")
+            raise ConfigError(f"unknown head(s) {unknown}; heads found: {found}")
         for name in set(head_params or {}) | set(head_weights or {}):
             if name not in names:
-                raise ValueError(f"parameters or weights given for head {name!r}, which is not enabled")
+                raise ConfigError(f"parameters or weights given for head {name!r}, which is not enabled")
         failed = {n: e for n, e in failed.items() if n in names}
 
         spec = get_backbone_spec(backbone)

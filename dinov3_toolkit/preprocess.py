@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DEFAULTS
+from .errors import ConfigError
 
 RESIZE_MODES = ("stretch", "keep_aspect")
 
@@ -67,9 +68,9 @@ class Preprocessor:
         device: torch.device | str = "cpu",
     ) -> None:
         if mode not in RESIZE_MODES:
-            raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
+            raise ConfigError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
         if isinstance(size, bool) or not isinstance(size, int) or size < size_multiple or size % size_multiple:
-            raise ValueError(f"image size must be a positive multiple of {size_multiple}, got {size!r}")
+            raise ConfigError(f"image size must be a positive multiple of {size_multiple}, got {size!r}")
         self.size = size
         self.mode = mode
         self.size_multiple = size_multiple

@@ -281,3 +281,21 @@ def test_readme_shows_every_subcommand_with_an_example():
     (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
     for command in sub.choices:
         assert re.search(rf"^dinov3 {command}\b", section, re.M), f"README shows no `dinov3 {command}` example"
+
+
+def test_only_our_own_errors_are_usage_errors_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    """A Dinov3Error is the user's to fix (exit 2, the message alone); anything else is ours and must show where."""
+    from dinov3_toolkit.errors import ConfigError
+
+    def explained(args):
+        raise ConfigError("backbone 'vitx' is unknown; the backbone registry has: ...")
+
+    def bug(args):
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.setattr("dinov3_ros.cli.command.cmd_backbones", explained)
+    assert main(["backbones"]) == 2
+    assert capsys.readouterr().err == "error: backbone 'vitx' is unknown; the backbone registry has: ...\n"
+    monkeypatch.setattr("dinov3_ros.cli.command.cmd_backbones", bug)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["backbones"])

@@ -15,6 +15,6 @@ it needs no ROS install, only ``rosbags`` for the bag outputs.
 """
 
 from .common import sample_images
-from .main import build_parser, main
+from .command import build_parser, main
 
 __all__ = ["build_parser", "main", "sample_images"]

@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dinov3_toolkit.engine import Engine, FrameResult
+from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.offline.runner import RunSummary
 from dinov3_toolkit.offline.sources import SourceFrame
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
@@ -44,7 +45,7 @@ def build_engine(args: argparse.Namespace, *, random_weights: bool) -> Engine:
     )
     if not engine.heads:
         reasons = "".join(f"\n  {error}" for error in engine.failed.values()) or " no head was found"
-        raise ValueError(f"no head can run:{reasons}")
+        raise ConfigError(f"no head can run:{reasons}")
     return engine
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import convnext, vit  # noqa: F401  (registers the variants)
 from ..checkpoint import CheckpointError, check_state_dict, load_into, read_state_dict, save_state_dict
+from . import convnext, vit  # noqa: F401  (registers the variants)
 from .features import FeatureInfo
 from .registry import BackboneSpec, create_backbone, get_backbone_spec, list_backbones
 from .weights import WeightsNotFoundError, resolve_weights, search_dirs

@@ -19,6 +19,8 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SAT_MEAN = (0.430, 0.411, 0.296)
@@ -90,7 +92,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         return _SPECS[full]
     except KeyError:
         known = ", ".join(sorted(set(_DEFAULT_TAG) | set(_SPECS)))
-        raise ValueError(f"unknown backbone {name!r}; the backbone registry has: {known}") from None
+        raise ConfigError(f"unknown backbone {name!r}; the backbone registry has: {known}") from None
 
 
 def create_backbone(name: str, **overrides: Any) -> nn.Module:

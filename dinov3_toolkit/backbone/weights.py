@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import Dinov3Error
 from .registry import BackboneSpec
 
 WEIGHTS_DIR_ENV = "DINOV3_WEIGHTS_DIR"
@@ -39,7 +40,7 @@ def package_weights_dir(module_file: str | Path = __file__) -> Path:
 PACKAGE_WEIGHTS_DIR = package_weights_dir()
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(Dinov3Error, FileNotFoundError):
     """No weights file for a backbone was found; the message says where we looked."""
 
 

@@ -23,10 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import Dinov3Error
 from ..preprocess import PreparedImage
 
 
-class HeadError(RuntimeError):
+class HeadError(Dinov3Error, RuntimeError):
     """A head that cannot be loaded or failed on a frame; names the head and the file at fault."""
 
     def __init__(self, head: str, path: object, message: str) -> None:

@@ -23,6 +23,7 @@ import torch
 
 from ..backbone.weights import user_weights_dirs
 from ..checkpoint import CheckpointError, load_into, read_state_dict
+from ..errors import NotFound
 from .base import Head, HeadError
 from .manifest import FOLDER_PREFIX, MANIFEST, HeadManifest, head_name, load_manifest
 
@@ -38,7 +39,7 @@ def find_head_folders(extra_dirs: Iterable[str | Path] = ()) -> list[Path]:
     for extra in extra_dirs:
         extra = Path(extra).expanduser().resolve()
         if not extra.is_dir():
-            raise FileNotFoundError(f"head folder {extra} does not exist")
+            raise NotFound(f"head folder {extra} does not exist")
         if (extra / MANIFEST).is_file():
             folders.append(extra)
         else:

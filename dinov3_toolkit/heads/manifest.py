@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import ConfigError
 from .base import HeadError
 
 MANIFEST = "head.yaml"
@@ -63,13 +64,13 @@ class ParamSpec:
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not expected:
-            raise ValueError(f"parameter {self.name} must be of type {expected.__name__}, got {value!r}")
+            raise ConfigError(f"parameter {self.name} must be of type {expected.__name__}, got {value!r}")
         if expected is float and not math.isfinite(value):
-            raise ValueError(f"parameter {self.name} must be a finite number, got {value!r}")
+            raise ConfigError(f"parameter {self.name} must be a finite number, got {value!r}")
         if self.min is not None and value < self.min or self.max is not None and value > self.max:
-            raise ValueError(f"parameter {self.name} must be in [{self.min}, {self.max}], got {value!r}")
+            raise ConfigError(f"parameter {self.name} must be in [{self.min}, {self.max}], got {value!r}")
         if self.choices and value not in self.choices:
-            raise ValueError(f"parameter {self.name} must be one of {list(self.choices)}, got {value!r}")
+            raise ConfigError(f"parameter {self.name} must be one of {list(self.choices)}, got {value!r}")
         return value
 
 

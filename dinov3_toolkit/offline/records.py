@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..engine import FrameResult
+from ..errors import ConfigError, OutputTaken
 from ..results import DepthMap, Detections, SemanticLabels
 from .sources import SourceFrame
 
@@ -36,7 +37,7 @@ _OUTPUT_DIRS = ("overlays", "labels", "depth")  # what an earlier run left, remo
 def check_run_folder(folder: str | Path, overwrite: bool) -> None:
     """Raise if ``folder`` holds an earlier run and ``overwrite`` is not set (checked before a model loads)."""
     if (Path(folder) / RECORDS_FILE).exists() and not overwrite:
-        raise FileExistsError(
+        raise OutputTaken(
             f"{folder} holds an earlier run ({RECORDS_FILE}); pass --overwrite to replace it, or choose another --out"
         )
 
@@ -112,7 +113,7 @@ class RunOutput:
     def __init__(self, folder: str | Path, *, overlays: str = "images", fps: float = 10.0,
                  overwrite: bool = False) -> None:
         if overlays not in ("images", "video", "none"):
-            raise ValueError(f"overlays must be 'images', 'video' or 'none', got {overlays!r}")
+            raise ConfigError(f"overlays must be 'images', 'video' or 'none', got {overlays!r}")
         check_run_folder(folder, overwrite)
         self.folder = Path(folder)
         if overwrite:  # only what a run writes; anything else in the folder stays

@@ -21,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..engine import Engine, FrameResult
-from .interrupts import StopOnInterrupt
 from ..overlays import composite
+from .interrupts import StopOnInterrupt
 from .sources import SourceFrame
 
 log = logging.getLogger(__name__)

@@ -18,12 +18,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import Dinov3Error
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 DEFAULT_FRAME_ID = "camera"
 
 
-class SourceError(ValueError):
+class SourceError(Dinov3Error, ValueError):
     """A source that cannot be opened at all (no such file, no image in a folder, no camera)."""
 
 

@@ -34,6 +34,7 @@ import torch
 
 from ..device import autocast
 from ..engine import Engine
+from ..errors import ConfigError, MissingExtra
 
 JSON_NAME = "bench.json"
 PLOT_NAME = "bench.png"
@@ -151,9 +152,9 @@ def _transformers_stage(engine: Engine, x: torch.Tensor) -> Stage:
 def measure(stages: list[Stage], rounds: int, warmup: int, synchronize: Callable[[], None]) -> None:
     """Run every stage ``warmup`` times untimed, then ``rounds`` times interleaved, timing each call."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+        raise ConfigError(f"rounds must be a positive int, got {rounds!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+        raise ConfigError(f"warmup must be an int >= 0, got {warmup!r}")
     for _ in range(warmup):
         for stage in stages:
             stage.run()
@@ -270,7 +271,7 @@ def plot(data: Mapping[str, Any], path: str | Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise ImportError("the plot needs matplotlib: pip install 'matplotlib>=3.5'") from e
+        raise MissingExtra("the plot needs matplotlib: pip install 'matplotlib>=3.5'") from e
     stages = data["stages"]
     names = list(stages)[::-1]  # first stage on top
     medians = [stages[n]["median_ms"] for n in names]

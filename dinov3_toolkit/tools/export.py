@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from ..engine import Engine
+from ..errors import ConfigError, MissingExtra
 
 INPUT_NAME = "image"
 
@@ -65,9 +66,9 @@ def export_onnx(engine: Engine, path: str | Path) -> list[str]:
     """Write the ONNX graph of ``engine`` (fp32, CPU) to ``path``; returns the output names."""
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]  # torch's exporter uses both
     if missing:
-        raise ImportError(f"ONNX export needs {' and '.join(missing)} (pip install '.[export]')")
+        raise MissingExtra(f"ONNX export needs {' and '.join(missing)} (pip install '.[export]')")
     if engine.device.type != "cpu":
-        raise ValueError(f"export runs on the CPU; build the engine with device='cpu' (got {engine.device})")
+        raise ConfigError(f"export runs on the CPU; build the engine with device='cpu' (got {engine.device})")
     graph = ExportGraph(engine).eval()
     example = example_input(engine)
     names = graph.output_names(example)
@@ -84,7 +85,7 @@ def compare_with_onnxruntime(engine: Engine, path: str | Path) -> float:
     try:
         import onnxruntime
     except ImportError as e:
-        raise ImportError("checking an export needs onnxruntime (pip install '.[export]')") from e
+        raise MissingExtra("checking an export needs onnxruntime (pip install '.[export]')") from e
     graph = ExportGraph(engine).eval()
     example = example_input(engine)
     with torch.inference_mode():
@@ -92,10 +93,10 @@ def compare_with_onnxruntime(engine: Engine, path: str | Path) -> float:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     expected_input = list(session.get_inputs()[0].shape)
     if expected_input != list(example.shape):
-        raise ValueError(f"{path} takes an image of shape {expected_input}; this engine feeds {list(example.shape)} "
+        raise ConfigError(f"{path} takes an image of shape {expected_input}; this engine feeds {list(example.shape)} "
                          "(exported at another size?)")
     got = session.run(None, {INPUT_NAME: example.numpy()})
     if [g.shape for g in got] != [e.shape for e in expected]:
-        raise ValueError(f"{path} gives outputs of shapes {[g.shape for g in got]}; PyTorch gives "
+        raise ConfigError(f"{path} gives outputs of shapes {[g.shape for g in got]}; PyTorch gives "
                          f"{[e.shape for e in expected]} (exported from another model or size?)")
     return max(float(np.abs(g - e).max()) for g, e in zip(got, expected))

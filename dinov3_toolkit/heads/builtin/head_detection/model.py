@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov3_toolkit.heads.ops.boxes import batched_nms
 from dinov3_toolkit.checkpoint import CheckpointError
 from dinov3_toolkit.heads import Head
+from dinov3_toolkit.heads.ops.boxes import batched_nms
 from dinov3_toolkit.preprocess import PreparedImage
 from dinov3_toolkit.results import Detections
 

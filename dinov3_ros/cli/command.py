@@ -1,4 +1,4 @@
-"""The `dinov3` parser and entry point: options, subcommands, and how errors become exit codes."""
+"""The `dinov3` command itself: options, subcommands, and how errors become exit codes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import yaml
 
 from dinov3_toolkit.config import DEFAULTS
 from dinov3_toolkit.device import PRECISIONS
+from dinov3_toolkit.errors import Dinov3Error
 from dinov3_toolkit.preprocess import RESIZE_MODES
 
 from ..bag import STORAGES
@@ -162,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    # ValueError includes SourceError and BagError; ImportError is a missing extra (export, bench).
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError, ImportError) as e:
+    except Dinov3Error as e:  # what the user asked for cannot be used: the message says why; a bug shows its traceback
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C while loading, before any output was opened
