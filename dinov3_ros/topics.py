@@ -67,10 +67,11 @@ def output_topics(heads: Mapping[str, LoadedHead]) -> list[OutputTopic]:
 
 
 def label_info_messages(M: MessageBackend, heads: Mapping[str, LoadedHead], header: Any) -> dict[str, Any]:
-    """``<name>/label_info`` for every head with classes; the threshold is the head's current score threshold."""
+    """``<name>/label_info`` for every head with classes; the threshold is the value of the parameter its
+    manifest names as ``threshold_param`` (0 when it names none)."""
     return {
         f"{name}/label_info": conversions.label_info_to_msg(
-            M, head.class_names, header, threshold=float(head.params.get("score_threshold", 0.0))
+            M, head.class_names, header, threshold=head.manifest.threshold(head.params)
         )
         for name, head in heads.items()
         if head.class_names

@@ -41,3 +41,19 @@ def test_the_walk_sees_the_whole_toolkit():
 def test_toolkit_module_imports_no_ros(path):
     bad = [name for name in _imported_modules(path) if name.split(".")[0] in FORBIDDEN]
     assert not bad, f"{path.relative_to(TOOLKIT)} imports {bad}: the toolkit must run without ROS"
+
+
+HEAD_CODE = sorted([*(TOOLKIT / "heads" / "builtin").glob("head_*/*.py"),
+                    *(TOOLKIT.parent / "examples").glob("head_*/*.py")])
+
+
+@pytest.mark.parametrize("path", HEAD_CODE, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_head_code_imports_the_toolkit_only_through_dinov3_toolkit_heads(path):
+    """One import point for head authors: the toolkit's inner layout may move without breaking a head."""
+    ours = [name for name in _imported_modules(path) if name.split(".")[0] == "dinov3_toolkit"]
+    assert set(ours) <= {"dinov3_toolkit.heads"}, f"{path} imports {ours}"
+
+
+def test_head_code_is_found():
+    assert {p.parent.name for p in HEAD_CODE} >= {"head_detection", "head_segmentation", "head_depth",
+                                                  "head_linear_probe"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 
 from dinov3_ros import conversions
 from dinov3_ros.topics import OutputTopic, frame_messages, label_info_messages, output_topics
-from dinov3_toolkit.engine import FrameResult, StageTimings
+from dinov3_toolkit.engine import Engine, FrameResult, StageTimings
+from dinov3_toolkit.heads import HeadManifest
 from dinov3_toolkit.overlays import composite
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
@@ -17,13 +19,16 @@ M = conversions.bag_messages("jazzy")
 HEADER = conversions.make_header(M, 12, 345, "cam")
 
 
-def head(task: str, class_names: tuple[str, ...] = (), **params) -> SimpleNamespace:
+def head(task: str, class_names: tuple[str, ...] = (), threshold_param: str | None = None,
+         **params) -> SimpleNamespace:
     """The parts of a LoadedHead the topic table reads."""
-    return SimpleNamespace(manifest=SimpleNamespace(task=task), class_names=class_names, params=params)
+    manifest = HeadManifest(name=task, folder=Path("."), task=task, module="model", class_name="H",
+                            threshold_param=threshold_param)
+    return SimpleNamespace(manifest=manifest, class_names=class_names, params=params)
 
 
 HEADS = {
-    "detection": head("detection", ("person", "car"), score_threshold=0.3),
+    "detection": head("detection", ("person", "car"), "score_threshold", score_threshold=0.3),
     "segmentation": head("segmentation", ("background", "road")),
     "depth": head("depth"),
     "probe": head("embedding"),  # a task the node has no message for: overlay only
@@ -110,3 +115,15 @@ def test_label_info_for_heads_with_classes_carries_the_score_threshold():
     assert sorted(messages) == ["detection/label_info", "segmentation/label_info"]
     assert conversions.msg_to_label_info(messages["detection/label_info"]) == (("person", "car"), pytest.approx(0.3))
     assert conversions.msg_to_label_info(messages["segmentation/label_info"]) == (("background", "road"), 0.0)
+
+
+def test_the_example_heads_label_info_threshold_is_its_own_threshold_parameter(no_weights):
+    """LabelInfo.threshold reports the parameter the manifest names (threshold_param), whatever it is called."""
+    probe = Path(__file__).resolve().parents[1] / "examples" / "head_linear_probe"
+    engine = Engine.create(backbone="vits16", device="cpu", size=32, heads=["linear_probe"], head_dirs=[probe],
+                           random_weights=True, head_params={"linear_probe": {"min_confidence": 0.25}})
+    (msg,) = label_info_messages(M, engine.heads, HEADER).values()
+    assert msg.threshold == pytest.approx(0.25)
+    engine.set_params("linear_probe", min_confidence=0.75)
+    (msg,) = label_info_messages(M, engine.heads, HEADER).values()
+    assert msg.threshold == pytest.approx(0.75)

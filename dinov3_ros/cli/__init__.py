@@ -14,7 +14,7 @@ It lives in the ROS layer because bags use ``conversions`` (the node's code);
 it needs no ROS install, only ``rosbags`` for the bag outputs.
 """
 
-from .common import sample_images
 from .command import build_parser, main
+from .common import sample_images
 
 __all__ = ["build_parser", "main", "sample_images"]

@@ -1,9 +1,19 @@
-"""Plug-in heads: the contract a head folder fulfils, and how folders are found and loaded.
+"""Everything a head author imports: the Head class, its inputs and results, and the shared operations.
 
-See the README section "Write your own head" for a complete example.
+A head folder's code imports from here alone (plus torch and numpy), so the toolkit's inner
+layout can change without breaking anyone's head. See the README, "Write your own head".
 """
 
+from ..checkpoint import CheckpointError
+from ..preprocess import PreparedImage
+from ..results import DepthMap, Detections, SemanticLabels
 from .base import Head, HeadError
 from .manifest import HeadManifest, ParamSpec, load_manifest
+from .ops.boxes import batched_nms, box_iou
+from .ops.dense import labels_at, labels_to_host, resize_map, upsample_bilinear
 
-__all__ = ["Head", "HeadError", "HeadManifest", "ParamSpec", "load_manifest"]
+__all__ = [
+    "CheckpointError", "DepthMap", "Detections", "Head", "HeadError", "HeadManifest", "ParamSpec", "PreparedImage",
+    "SemanticLabels", "batched_nms", "box_iou", "labels_at", "labels_to_host", "load_manifest", "resize_map",
+    "upsample_bilinear",
+]

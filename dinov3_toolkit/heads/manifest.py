@@ -16,6 +16,7 @@ A complete manifest (only ``task`` and ``model`` are required)::
       resize_mode: stretch
     params:                  # run-time parameters; users override them, the node can change them live
       score_threshold: {default: 0.2, min: 0.0, max: 1.0, description: keep boxes scoring above this}
+    threshold_param: score_threshold  # the parameter vision_msgs/LabelInfo reports as the threshold
 
 YAML because ROS users already write ``params.yaml`` and PyYAML is in every
 ROS install (rosdep key ``python3-yaml``). The head's name is its folder's name
@@ -37,7 +38,8 @@ from .base import HeadError
 
 MANIFEST = "head.yaml"
 FOLDER_PREFIX = "head_"
-_KEYS = {"description", "task", "model", "args", "classes", "weights", "layers", "trained_on", "params"}
+_KEYS = {"description", "task", "model", "args", "classes", "weights", "layers", "trained_on", "params",
+         "threshold_param"}
 _PARAM_KEYS = {"default", "description", "min", "max", "choices"}
 _TRAINED_ON_KEYS = {"backbone", "size", "resize_mode"}
 _PARAM_TYPES = (bool, int, float, str)  # bool first: it is also an int
@@ -90,6 +92,11 @@ class HeadManifest:
     layers: tuple[int, ...] = (-1,)
     trained_on: dict[str, Any] = field(default_factory=dict)
     params: dict[str, ParamSpec] = field(default_factory=dict)
+    threshold_param: str | None = None  # names the param whose value LabelInfo.threshold reports
+
+    def threshold(self, values: dict[str, Any]) -> float:
+        """The head's confidence threshold for LabelInfo, from its current parameter ``values``; 0 without one."""
+        return float(values[self.threshold_param]) if self.threshold_param else 0.0
 
     @property
     def path(self) -> Path:
@@ -170,6 +177,13 @@ def load_manifest(folder: str | Path) -> HeadManifest:
     trained_on = raw.get("trained_on") or {}
     if not isinstance(trained_on, dict) or set(trained_on) - _TRAINED_ON_KEYS:
         raise fail(f"'trained_on' may only hold {sorted(_TRAINED_ON_KEYS)}, got {trained_on!r}")
+    params = _parse_params(raw.get("params") or {}, fail)
+    threshold_param = raw.get("threshold_param")
+    if threshold_param is not None and (threshold_param not in params
+                                        or not isinstance(params[threshold_param].default, (int, float))
+                                        or isinstance(params[threshold_param].default, bool)):
+        numeric = sorted(n for n, p in params.items() if type(p.default) in (int, float))
+        raise fail(f"'threshold_param' must name one of its numeric params {numeric}, got {threshold_param!r}")
     return HeadManifest(
         name=name,
         folder=folder,
@@ -182,7 +196,8 @@ def load_manifest(folder: str | Path) -> HeadManifest:
         weights=_optional_path(folder, raw, "weights", fail),
         layers=tuple(layers),
         trained_on=trained_on,
-        params=_parse_params(raw.get("params") or {}, fail),
+        params=params,
+        threshold_param=threshold_param,
     )
 
 

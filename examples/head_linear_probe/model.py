@@ -8,10 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dinov3_toolkit.heads.ops.dense import labels_at, labels_to_host, resize_map
-from dinov3_toolkit.heads import Head
-from dinov3_toolkit.preprocess import PreparedImage
-from dinov3_toolkit.results import SemanticLabels
+from dinov3_toolkit.heads import Head, PreparedImage, SemanticLabels, labels_at, labels_to_host, resize_map
 
 
 class LinearProbe(Head):

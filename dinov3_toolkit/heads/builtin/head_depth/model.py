@@ -18,10 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov3_toolkit.heads import Head
-from dinov3_toolkit.heads.ops.dense import resize_map, upsample_bilinear
-from dinov3_toolkit.preprocess import PreparedImage
-from dinov3_toolkit.results import DepthMap
+from dinov3_toolkit.heads import DepthMap, Head, PreparedImage, resize_map, upsample_bilinear
 
 
 class DSConv(nn.Module):

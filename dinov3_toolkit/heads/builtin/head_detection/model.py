@@ -16,11 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov3_toolkit.checkpoint import CheckpointError
-from dinov3_toolkit.heads import Head
-from dinov3_toolkit.heads.ops.boxes import batched_nms
-from dinov3_toolkit.preprocess import PreparedImage
-from dinov3_toolkit.results import Detections
+from dinov3_toolkit.heads import CheckpointError, Detections, Head, PreparedImage, batched_nms
 
 NUM_LEVELS = 3  # P3, P4, P5 at strides 16, 32, 64 for a patch-16 backbone
 

@@ -19,11 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov3_toolkit.checkpoint import CheckpointError
-from dinov3_toolkit.heads import Head
-from dinov3_toolkit.heads.ops.dense import labels_at, labels_to_host
-from dinov3_toolkit.preprocess import PreparedImage
-from dinov3_toolkit.results import SemanticLabels
+from dinov3_toolkit.heads import CheckpointError, Head, PreparedImage, SemanticLabels, labels_at, labels_to_host
 
 NUM_BRANCHES = 4
 
