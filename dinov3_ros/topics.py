@@ -24,6 +24,7 @@ import numpy as np
 from dinov3_toolkit.engine import FrameResult
 from dinov3_toolkit.heads.loader import LoadedHead
 from dinov3_toolkit.overlays import add_banner, composite, draw_result
+from dinov3_toolkit.result_kinds import BY_TASK, ResultKind, kind_of
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
 from . import conversions
@@ -31,12 +32,33 @@ from .conversions import MessageBackend
 
 IMAGE = "sensor_msgs/msg/Image"
 OVERLAY = "overlay"
-# task in head.yaml -> (topic under the head's name, message type)
+
+
+@dataclass(frozen=True)
+class ResultTopic:
+    """Where one kind of result is published: ``<head>/<suffix>``, of ``msgtype``, built by ``build``."""
+
+    suffix: str
+    msgtype: str
+    build: Callable[..., Any]  # (M, result, header, class_id) -> message
+
+
+# The ROS half of dinov3_toolkit.result_kinds, keyed the same way (by result class); a test keeps the
+# two tables' keys equal. Publishers are made from a head's task through its kind, messages from the
+# result through its kind: the engine refuses a head whose result contradicts its task, so they agree.
 RESULT_TOPICS = {
-    "detection": ("detections", "vision_msgs/msg/Detection2DArray"),
-    "segmentation": ("labels", IMAGE),
-    "depth": ("depth", IMAGE),
+    Detections: ResultTopic("detections", "vision_msgs/msg/Detection2DArray",
+                            lambda M, result, header, class_id: conversions.detections_to_msg(
+                                M, result, header, class_id=class_id)),
+    SemanticLabels: ResultTopic("labels", IMAGE,
+                                lambda M, result, header, class_id: conversions.labels_to_msg(M, result, header)),
+    DepthMap: ResultTopic("depth", IMAGE,
+                          lambda M, result, header, class_id: conversions.depth_to_msg(M, result, header)),
 }
+
+
+def result_topic(kind: ResultKind | None) -> ResultTopic | None:
+    return RESULT_TOPICS[kind.result_type] if kind is not None else None
 
 
 @dataclass(frozen=True)
@@ -57,9 +79,8 @@ def output_topics(heads: Mapping[str, LoadedHead]) -> list[OutputTopic]:
     """Every topic the node publishes for these heads (besides ``/diagnostics``)."""
     topics = [OutputTopic(OVERLAY, IMAGE)]
     for name, head in heads.items():
-        if head.manifest.task in RESULT_TOPICS:
-            suffix, msgtype = RESULT_TOPICS[head.manifest.task]
-            topics.append(OutputTopic(f"{name}/{suffix}", msgtype))
+        if promised := result_topic(BY_TASK.get(head.manifest.task)):
+            topics.append(OutputTopic(f"{name}/{promised.suffix}", promised.msgtype))
         topics.append(OutputTopic(f"{name}/overlay", IMAGE))
         if head.class_names:
             topics.append(OutputTopic(f"{name}/label_info", "vision_msgs/msg/LabelInfo", latched=True))
@@ -91,19 +112,16 @@ def frame_messages(
 ) -> dict[str, Any]:
     """The messages of one frame by topic, each built only if ``wanted(topic)``; all carry ``header``.
 
-    A result goes to the topic of its type, if ``wanted`` accepts it (a head whose
-    task has another topic gets its overlay only). Overlays cost time, so the node
+    A result goes to the topic of its kind (``RESULT_TOPICS``), if ``wanted`` accepts
+    it: the node's ``wanted`` takes only topics it has publishers for, made from the
+    heads' tasks, which the engine has checked against their results. Overlays cost time, so the node
     asks only for those somebody watches. ``overlay`` is the combined picture when
     the caller has drawn it already; ``notice`` is drawn on every overlay.
     """
     out: dict[str, Any] = {}
     for name, result in frame.results.items():
-        if isinstance(result, Detections) and wanted(topic := f"{name}/detections"):
-            out[topic] = conversions.detections_to_msg(M, result, header, class_id=class_id)
-        elif isinstance(result, SemanticLabels) and wanted(topic := f"{name}/labels"):
-            out[topic] = conversions.labels_to_msg(M, result, header)
-        elif isinstance(result, DepthMap) and wanted(topic := f"{name}/depth"):
-            out[topic] = conversions.depth_to_msg(M, result, header)
+        if (published := result_topic(kind_of(result))) and wanted(topic := f"{name}/{published.suffix}"):
+            out[topic] = published.build(M, result, header, class_id)
         if wanted(topic := f"{name}/overlay"):
             drawn = draw_result(rgb, result)
             out[topic] = conversions.rgb_to_msg(M, add_banner(drawn, notice) if notice else drawn, header)

@@ -20,7 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backbone import WeightsNotFoundError, create_backbone, get_backbone_spec, load_backbone
+from .backbone import (
+    WeightsNotFoundError,
+    create_backbone,
+    get_backbone_spec,
+    load_backbone,
+)
 from .backbone.features import resolve_layer_indices
 from .config import DEFAULTS
 from .device import autocast, keep_freed_memory
@@ -28,6 +33,7 @@ from .errors import ConfigError
 from .extractor import FeatureExtractor
 from .heads.base import HeadError
 from .heads.loader import LoadedHead, discover, load_head
+from .result_kinds import check_result
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +199,19 @@ class Engine:
                 return self.heads[name].model(self.head_inputs(name, maps))
 
     def warmup(self) -> None:
-        """Run a blank frame; heads that fail on it are moved to ``failed``."""
+        """Run a blank frame; heads that fail on it, or whose result contradicts their task, move to ``failed``."""
         side = self.extractor.preprocess.size
         frame = self(np.zeros((side, side, 3), dtype=np.uint8))
         for name, error in frame.errors.items():
             self.failed[name] = HeadError(name, error.path, f"{error.message} (the warm-up run on a blank frame)")
             self.failed[name].__cause__ = error.__cause__
+        for name, result in frame.results.items():
+            if broken := check_result(self.heads[name].manifest.task, result):
+                self.failed[name] = HeadError(name, self.heads[name].manifest.path, f"refused: {broken}")
+        dropped = [name for name in self.heads if name in self.failed]
+        for name in dropped:
             del self.heads[name]
-        if frame.errors:
+        if dropped:
             self._plan_layers()
 
     def __call__(self, image: np.ndarray) -> FrameResult:

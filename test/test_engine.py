@@ -312,6 +312,24 @@ def test_head_that_cannot_run_is_caught_by_the_warmup(tmp_path):
     assert sorted(out.results) == ["probe"] and not out.errors
 
 
+@pytest.mark.parametrize(("task", "message"), [
+    ("detection", "refused: its task 'detection' promises Detections results but it returned SemanticLabels"),
+    ("embedding", "refused: it returned SemanticLabels, the result of task 'segmentation', but its task is "
+                  "'embedding': set task: segmentation in head.yaml"),
+])
+def test_a_head_whose_result_contradicts_its_task_is_refused_by_name_at_warmup(tmp_path, task, message):
+    """Publishers come from the task, messages from the result: a head where they disagree must not run."""
+    add_probe(tmp_path)
+    liar = add_probe(tmp_path, "liar")
+    manifest = liar / "head.yaml"
+    manifest.write_text(manifest.read_text().replace("task: segmentation", f"task: {task}"))
+    engine = Engine.create(**SMALL, heads=["probe", "liar"], head_dirs=[tmp_path], random_weights=True)
+    assert str(engine.failed["liar"]) == f"head 'liar' ({manifest}): {message}"
+    assert sorted(engine.heads) == ["probe"]
+    out = engine(frame(48, 64))
+    assert sorted(out.results) == ["probe"] and not out.errors
+
+
 def test_bad_parameter_override_fails_only_that_head(tmp_path):
     add_probe(tmp_path)
     engine = Engine.create(**SMALL, heads=["probe", "detection"], head_dirs=[tmp_path], random_weights=True,

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from dinov3_ros import conversions
-from dinov3_ros.topics import OutputTopic, frame_messages, label_info_messages, output_topics
+from dinov3_ros.topics import RESULT_TOPICS, OutputTopic, frame_messages, label_info_messages, output_topics
 from dinov3_toolkit.engine import Engine, FrameResult, StageTimings
 from dinov3_toolkit.heads import HeadManifest
 from dinov3_toolkit.overlays import composite
+from dinov3_toolkit.result_kinds import BY_TYPE
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
 M = conversions.bag_messages("jazzy")
@@ -127,3 +128,8 @@ def test_the_example_heads_label_info_threshold_is_its_own_threshold_parameter(n
     engine.set_params("linear_probe", min_confidence=0.75)
     (msg,) = label_info_messages(M, engine.heads, HEADER).values()
     assert msg.threshold == pytest.approx(0.75)
+
+
+def test_every_result_kind_has_its_topic_and_no_other():
+    """The ROS table is the toolkit's result-kind table's other half, keyed the same way."""
+    assert set(RESULT_TOPICS) == set(BY_TYPE)

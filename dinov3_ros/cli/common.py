@@ -13,7 +13,7 @@ from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.offline.runner import RunSummary
 from dinov3_toolkit.offline.sources import SourceFrame
-from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
+from dinov3_toolkit import result_kinds
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "dinov3_toolkit" / "offline" / "samples"
 RVIZ_CONFIG = "config/dinov3.rviz"
@@ -98,26 +98,11 @@ class FrameReport:
         t = frame.timings
         height, width = frame.image_size
         in_h, in_w = self.engine.extractor.preprocess.input_size(height, width)
-        results = "; ".join(f"{name}: {_summary(result)}" for name, result in frame.results.items())
+        results = "; ".join(f"{name}: {result_kinds.summary(result)}" for name, result in frame.results.items())
         results += "".join(f"; {name}: FAILED ({error})" for name, error in frame.errors.items())
         heads_ms = (t.total - t.preprocess - t.backbone) * 1e3
         tqdm.write(f"{item.name:<16} {width:>4}x{height:<5} {in_w:>4}x{in_h:<5} {t.preprocess * 1e3:>7.1f} "
                    f"{t.backbone * 1e3:>12.1f} {heads_ms:>9.1f}  {results}")
-
-
-def _summary(result: object) -> str:
-    """A few words about one head's result, for the terminal."""
-    if isinstance(result, Detections):
-        top = ", ".join(f"{name} {score:.2f}" for name, score in zip(result.names()[:3], result.scores[:3]))
-        return f"{len(result)} boxes" + (f" ({top}{', ...' if len(result) > 3 else ''})" if len(result) else "")
-    if isinstance(result, SemanticLabels):
-        present = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
-        largest = [result.class_names[i] for i in np.argsort(present)[::-1][:3] if present[i]]
-        n = np.count_nonzero(present)
-        return f"{n} class{'es' if n != 1 else ''} ({', '.join(largest)}{', ...' if n > 3 else ''})"
-    if isinstance(result, DepthMap):
-        return f"depth {np.nanmin(result.depth):.2f}..{np.nanmax(result.depth):.2f}"
-    return type(result).__name__
 
 
 def rviz_config() -> str:
