@@ -26,10 +26,11 @@ from dinov3_toolkit.engine import FrameResult
 from dinov3_toolkit.errors import Dinov3Error
 from dinov3_toolkit.heads.loader import LoadedHead
 from dinov3_toolkit.offline.sources import SourceFrame
+from dinov3_toolkit.overlays import draw_overlays
 
 from . import conversions
 from .decode import DecodeError, compressed_to_rgb, image_to_rgb
-from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics
+from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics, overlays_wanted
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 STORAGES = ("mcap", "sqlite3")
@@ -199,10 +200,13 @@ class BagOutput:
             for name, msg in label_info_messages(M, self._heads, header).items():
                 self._write(self._connections[name], log_time, msg)
         self._writer.write(self._input_connection(topic, msgtype), log_time, rawdata)
-        messages = frame_messages(
-            M, header, item.rgb, frame, wanted=self._connections.__contains__, class_id=self.class_id,
-            notice=self.notice, overlay=overlay,
-        )
+        wanted = self._connections.__contains__
+        drawn = overlays_wanted(frame.results, wanted)
+        overlays = draw_overlays(item.rgb, frame.results, heads=drawn["heads"], notice=self.notice,
+                                 combined=drawn["combined"] and overlay is None)  # the runner may have drawn it
+        if drawn["combined"] and overlay is not None:
+            overlays.combined = overlay
+        messages = frame_messages(M, header, frame, overlays, wanted=wanted, class_id=self.class_id)
         for name, msg in messages.items():
             self._write(self._connections[name], log_time, msg)
         self.frames += 1

@@ -42,13 +42,14 @@ except ImportError:  # Humble
 
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.heads.manifest import ParamSpec
+from dinov3_toolkit.overlays import draw_overlays
 
 from . import conversions, log_bridge
 from .decode import DecodeError, compressed_to_rgb, image_to_rgb
 from .health import PipelineHealth
 from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
 from .ros_tables import descriptor, image_qos, output_qos
-from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics
+from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics, overlays_wanted
 from .watchdog import FrameWatchdog, Publisher
 from .worker import LatestFrameWorker, Rejected
 
@@ -303,8 +304,10 @@ class Dinov3Node(LifecycleNode):
         def wanted(topic: str) -> bool:  # overlays cost time: only drawn when watched
             return topic in pubs and (not topic.endswith(OVERLAY) or pubs[topic].get_subscription_count() > 0)
 
-        messages = frame_messages(self._messages, header, rgb, frame, wanted=wanted,
-                                  class_id=self.get_parameter("class_id").value, notice=self._random_notice())
+        overlays = draw_overlays(rgb, frame.results, notice=self._random_notice(),
+                                 **overlays_wanted(frame.results, wanted))
+        messages = frame_messages(self._messages, header, frame, overlays, wanted=wanted,
+                                  class_id=self.get_parameter("class_id").value)
         for topic, msg in messages.items():
             pubs[topic].publish(msg)
 

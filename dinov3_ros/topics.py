@@ -19,11 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from dinov3_toolkit.engine import FrameResult
 from dinov3_toolkit.heads.loader import LoadedHead
-from dinov3_toolkit.overlays import add_banner, composite, draw_result
+from dinov3_toolkit.overlays import FrameOverlays
 from dinov3_toolkit.result_kinds import BY_TASK, ResultKind, kind_of
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
@@ -99,33 +97,34 @@ def label_info_messages(M: MessageBackend, heads: Mapping[str, LoadedHead], head
     }
 
 
+def overlays_wanted(results: Mapping[str, Any], wanted: Callable[[str], bool]) -> dict[str, Any]:
+    """The ``draw_overlays`` arguments for the overlay topics ``wanted`` accepts: which heads, and the composite."""
+    return {"heads": [name for name in results if wanted(f"{name}/overlay")], "combined": wanted(OVERLAY)}
+
+
 def frame_messages(
     M: MessageBackend,
     header: Any,
-    rgb: np.ndarray,
     frame: FrameResult,
+    overlays: FrameOverlays,
     *,
     wanted: Callable[[str], bool],
     class_id: str = "name",
-    notice: str | None = None,
-    overlay: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The messages of one frame by topic, each built only if ``wanted(topic)``; all carry ``header``.
+    """The messages of one frame by topic, all carrying ``header``: results, and the overlays already drawn.
 
     A result goes to the topic of its kind (``RESULT_TOPICS``), if ``wanted`` accepts
     it: the node's ``wanted`` takes only topics it has publishers for, made from the
-    heads' tasks, which the engine has checked against their results. Overlays cost time, so the node
-    asks only for those somebody watches. ``overlay`` is the combined picture when
-    the caller has drawn it already; ``notice`` is drawn on every overlay.
+    heads' tasks, which the engine has checked against their results. ``overlays``
+    were drawn by the caller (``dinov3_toolkit.overlays.draw_overlays``), for the
+    overlay topics somebody watches (``overlays_wanted``).
     """
     out: dict[str, Any] = {}
     for name, result in frame.results.items():
         if (published := result_topic(kind_of(result))) and wanted(topic := f"{name}/{published.suffix}"):
             out[topic] = published.build(M, result, header, class_id)
-        if wanted(topic := f"{name}/overlay"):
-            drawn = draw_result(rgb, result)
-            out[topic] = conversions.rgb_to_msg(M, add_banner(drawn, notice) if notice else drawn, header)
-    if wanted(OVERLAY):
-        drawn = overlay if overlay is not None else composite(rgb, frame.results, notice=notice)
-        out[OVERLAY] = conversions.rgb_to_msg(M, drawn, header)
+    for name, image in overlays.heads.items():
+        out[f"{name}/overlay"] = conversions.rgb_to_msg(M, image, header)
+    if overlays.combined is not None:
+        out[OVERLAY] = conversions.rgb_to_msg(M, overlays.combined, header)
     return out

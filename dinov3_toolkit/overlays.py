@@ -14,7 +14,8 @@ A head with its own result type gets an overlay by registering a drawer::
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -288,3 +289,22 @@ def composite(image: np.ndarray, results: Mapping[str, object], notice: str | No
         panels.append(panel)
     out = np.hstack([base, *panels]) if panels else base
     return add_banner(out, notice) if notice else out
+
+
+@dataclass
+class FrameOverlays:
+    """The overlays of one frame that somebody asked for: the combined picture and heads' own, by head name."""
+
+    combined: np.ndarray | None = None
+    heads: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def draw_overlays(image: np.ndarray, results: Mapping[str, object], *, heads: Iterable[str] = (),
+                  combined: bool = False, notice: str | None = None) -> FrameOverlays:
+    """Draw only what is asked for (overlays cost time): ``heads``' own overlays, and the composite if
+    ``combined``; ``notice`` is a banner on every one. Drawn before any message is built, and passed in."""
+    own = {}
+    for name in heads:
+        drawn = draw_result(image, results[name])
+        own[name] = add_banner(drawn, notice) if notice else drawn
+    return FrameOverlays(composite(image, results, notice=notice) if combined else None, own)

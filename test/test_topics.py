@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 
 from dinov3_ros import conversions
-from dinov3_ros.topics import RESULT_TOPICS, OutputTopic, frame_messages, label_info_messages, output_topics
+from dinov3_ros.topics import (
+    RESULT_TOPICS,
+    OutputTopic,
+    frame_messages,
+    label_info_messages,
+    output_topics,
+    overlays_wanted,
+)
 from dinov3_toolkit.engine import Engine, FrameResult, StageTimings
 from dinov3_toolkit.heads import HeadManifest
-from dinov3_toolkit.overlays import composite
+from dinov3_toolkit.overlays import FrameOverlays, composite, draw_overlays
 from dinov3_toolkit.result_kinds import BY_TYPE
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
@@ -65,10 +72,16 @@ def test_output_topics_follow_each_heads_task_and_classes():
     ]
 
 
+def messages_of(rgb, result, wanted, *, notice=None, class_id="name"):
+    """What the node does per frame: the wanted overlays drawn first, then every message built."""
+    overlays = draw_overlays(rgb, result.results, notice=notice, **overlays_wanted(result.results, wanted))
+    return frame_messages(M, HEADER, result, overlays, wanted=wanted, class_id=class_id)
+
+
 def test_frame_messages_fill_exactly_the_declared_topics_with_the_input_header():
     rgb, result = frame()
     declared = {t.name for t in output_topics(HEADS)}
-    messages = frame_messages(M, HEADER, rgb, result, wanted=declared.__contains__)
+    messages = messages_of(rgb, result, declared.__contains__)
     # probe's labels have no declared topic (its task is not segmentation), so only its overlay goes out
     assert sorted(messages) == sorted(declared - {"detection/label_info", "segmentation/label_info"})
     for msg in messages.values():
@@ -79,26 +92,27 @@ def test_frame_messages_fill_exactly_the_declared_topics_with_the_input_header()
     assert np.array_equal(conversions.image_msg_to_array(messages["overlay"]), composite(rgb, result.results))
 
 
-def test_overlays_are_drawn_only_when_wanted_and_a_given_one_is_used(monkeypatch):
+def test_overlays_are_drawn_only_when_wanted_and_messages_carry_the_ones_drawn(monkeypatch):
     rgb, result = frame()
 
     def no_drawing(*args, **kwargs):
         raise AssertionError("an overlay nobody wants was drawn")
 
-    monkeypatch.setattr("dinov3_ros.topics.composite", no_drawing)
-    monkeypatch.setattr("dinov3_ros.topics.draw_result", no_drawing)
-    messages = frame_messages(M, HEADER, rgb, result, wanted=lambda topic: not topic.endswith("overlay"))
+    monkeypatch.setattr("dinov3_toolkit.overlays.composite", no_drawing)
+    monkeypatch.setattr("dinov3_toolkit.overlays.draw_result", no_drawing)
+    messages = messages_of(rgb, result, lambda topic: not topic.endswith("overlay"))
     assert sorted(messages) == ["depth/depth", "detection/detections", "probe/labels", "segmentation/labels"]
 
     given = np.full((24, 64, 3), 7, np.uint8)
-    messages = frame_messages(M, HEADER, rgb, result, wanted=lambda topic: topic == "overlay", overlay=given)
+    messages = frame_messages(M, HEADER, result, FrameOverlays(combined=given), wanted=lambda topic: False)
+    assert list(messages) == ["overlay"]
     assert np.array_equal(conversions.image_msg_to_array(messages["overlay"]), given)
 
 
 def test_the_random_weights_notice_is_on_every_overlay():
     rgb, result = frame()
-    plain = frame_messages(M, HEADER, rgb, result, wanted=lambda t: t.endswith("overlay"))
-    noted = frame_messages(M, HEADER, rgb, result, wanted=lambda t: t.endswith("overlay"), notice="RANDOM WEIGHTS")
+    plain = messages_of(rgb, result, lambda t: t.endswith("overlay"))
+    noted = messages_of(rgb, result, lambda t: t.endswith("overlay"), notice="RANDOM WEIGHTS")
     for topic in plain:
         top_rows = conversions.image_msg_to_array(noted[topic])[:3]
         assert not np.array_equal(top_rows, conversions.image_msg_to_array(plain[topic])[:3]), topic
@@ -107,7 +121,7 @@ def test_the_random_weights_notice_is_on_every_overlay():
 @pytest.mark.parametrize("class_id, expected", [("name", "car"), ("index", "1")])
 def test_class_id_mode_reaches_the_detections(class_id, expected):
     rgb, result = frame()
-    messages = frame_messages(M, HEADER, rgb, result, wanted=lambda t: t == "detection/detections", class_id=class_id)
+    messages = messages_of(rgb, result, lambda t: t == "detection/detections", class_id=class_id)
     assert messages["detection/detections"].detections[0].results[0].hypothesis.class_id == expected
 
 

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from dinov3_toolkit import result_kinds
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.offline.runner import RunSummary
 from dinov3_toolkit.offline.sources import SourceFrame
-from dinov3_toolkit import result_kinds
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "dinov3_toolkit" / "offline" / "samples"
 RVIZ_CONFIG = "config/dinov3.rviz"

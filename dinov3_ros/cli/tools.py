@@ -66,6 +66,8 @@ def _message_builder() -> Any:
 
     rclpy's message classes when ROS is sourced, else rosbags' (what ``dinov3 bag`` records).
     """
+    from dinov3_toolkit.overlays import FrameOverlays
+
     from .. import conversions
     from ..topics import frame_messages
 
@@ -73,7 +75,7 @@ def _message_builder() -> Any:
     header = conversions.make_header(M, 0, 0, "camera")
 
     def to_messages(result: FrameResult, rgb: np.ndarray) -> dict[str, Any]:
-        return frame_messages(M, header, rgb, result, wanted=lambda topic: not topic.endswith("overlay"))
+        return frame_messages(M, header, result, FrameOverlays(), wanted=lambda topic: not topic.endswith("overlay"))
 
     return to_messages
 
