@@ -1,7 +1,7 @@
 """rosbag2 in and out without a ROS install: camera frames from a bag, the node's topics into a new one.
 
 Reading and writing go through ``rosbags`` (pure Python; sqlite3 and MCAP), and
-every message is built by ``conversions`` via ``topics.frame_messages``, the
+every message is built by ``messages`` via ``topics.frame_messages``, the
 node's own code, so a processed bag holds what the node would have published
 for the same frames: same topics under the namespace, same types, the input
 header on every message, and each message recorded at its input's time.
@@ -28,8 +28,8 @@ from dinov3_toolkit.heads.loader import LoadedHead
 from dinov3_toolkit.offline.sources import SourceFrame
 from dinov3_toolkit.overlays import draw_overlays
 
-from . import conversions
-from .decode import DecodeError, compressed_to_rgb, image_to_rgb
+from . import messages
+from .messages import DecodeError, compressed_to_rgb, image_to_rgb
 from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics, overlays_wanted
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -67,7 +67,7 @@ class BagImages:
             raise BagError(f"bag {self.path} does not exist")
         # Bags written by ros2 bag and rosbags carry their message definitions; the
         # distro's store is only for older bags that do not.
-        typestore = conversions.bag_messages(distro).typestore
+        typestore = messages.bag_messages(distro).typestore
         try:
             self.reader = AnyReader([self.path], default_typestore=typestore)
             self.reader.open()
@@ -156,10 +156,10 @@ class BagOutput:
 
         if storage not in STORAGES:
             raise BagError(f"bag storage must be one of {STORAGES}, got {storage!r}")
-        conversions.check_class_id_mode(class_id)
+        messages.check_class_id_mode(class_id)
         self.path = Path(path)
         _make_room(self.path, overwrite)
-        self.messages = conversions.bag_messages(distro)
+        self.messages = messages.bag_messages(distro)
         self.class_id = class_id
         self.notice = notice
         self.image_topic = image_topic
@@ -190,12 +190,12 @@ class BagOutput:
     def write(self, item: SourceFrame, frame: FrameResult, overlay: np.ndarray | None) -> None:
         """Record the frame's input image and its results, all at the input's time (LabelInfo before the first)."""
         M = self.messages
-        header = conversions.make_header(M, item.stamp_ns // 10**9, item.stamp_ns % 10**9, item.frame_id)
+        header = messages.make_header(M, item.stamp_ns // 10**9, item.stamp_ns % 10**9, item.frame_id)
         if isinstance(item, BagFrame):
             log_time, topic, msgtype, rawdata = item.log_time_ns, item.topic, item.msgtype, item.rawdata
         else:
             log_time, topic, msgtype = item.stamp_ns, self.image_topic, "sensor_msgs/msg/Image"
-            rawdata = self._serialize(conversions.rgb_to_msg(M, item.rgb, header))
+            rawdata = self._serialize(messages.rgb_to_msg(M, item.rgb, header))
         if self.frames == 0:  # LabelInfo once, before the first results, as the node publishes it at configure
             for name, msg in label_info_messages(M, self._heads, header).items():
                 self._write(self._connections[name], log_time, msg)
@@ -206,8 +206,8 @@ class BagOutput:
                                  combined=drawn["combined"] and overlay is None)  # the runner may have drawn it
         if drawn["combined"] and overlay is not None:
             overlays.combined = overlay
-        messages = frame_messages(M, header, frame, overlays, wanted=wanted, class_id=self.class_id)
-        for name, msg in messages.items():
+        outgoing = frame_messages(M, header, frame, overlays, wanted=wanted, class_id=self.class_id)
+        for name, msg in outgoing.items():
             self._write(self._connections[name], log_time, msg)
         self.frames += 1
 

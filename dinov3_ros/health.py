@@ -1,6 +1,6 @@
 """The node's /diagnostics status: counts, rates, stage times, and the one problem an operator should see first.
 
-ROS-free (it builds a ``conversions.Status``), so the priority of problems is tested without rclpy:
+ROS-free (it builds a ``messages.Status``), so the priority of problems is tested without rclpy:
 frames not arriving (the watchdog's text) > frames that do not decode (for ``UNDECODABLE_WARN_S``
 after the last one) > random weights > skipped heads > "running".
 """
@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from .conversions import Level, Status
+from .messages import Level, Status
 from .worker import Rates, WorkerStats
 
 UNDECODABLE_WARN_S = 10.0  # the status stays WARN this long after an undecodable frame

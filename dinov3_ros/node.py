@@ -44,9 +44,9 @@ from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.heads.manifest import ParamSpec
 from dinov3_toolkit.overlays import draw_overlays
 
-from . import conversions, log_bridge
-from .decode import DecodeError, compressed_to_rgb, image_to_rgb
+from . import log_bridge, messages
 from .health import PipelineHealth
+from .messages import DecodeError, compressed_to_rgb, image_to_rgb
 from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
 from .ros_tables import descriptor, image_qos, output_qos
 from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics, overlays_wanted
@@ -69,7 +69,7 @@ class Dinov3Node(LifecycleNode):
         self._logged_problems: set[str] = set()
         self._compressed = False
         self._timings: deque = deque(maxlen=_TIMINGS_KEPT)
-        self._messages = conversions.ros_messages()
+        self._messages = messages.ros_messages()
         self._watchdog: FrameWatchdog | None = None
         self._watchdog_timer = None
         self._frames_warning: str | None = None  # the watchdog's current warning, shown in /diagnostics
@@ -306,9 +306,9 @@ class Dinov3Node(LifecycleNode):
 
         overlays = draw_overlays(rgb, frame.results, notice=self._random_notice(),
                                  **overlays_wanted(frame.results, wanted))
-        messages = frame_messages(self._messages, header, frame, overlays, wanted=wanted,
+        outgoing = frame_messages(self._messages, header, frame, overlays, wanted=wanted,
                                   class_id=self.get_parameter("class_id").value)
-        for topic, msg in messages.items():
+        for topic, msg in outgoing.items():
             pubs[topic].publish(msg)
 
     def _stamp_header(self):
@@ -327,7 +327,7 @@ class Dinov3Node(LifecycleNode):
                                      worker.stats(), worker.rates(), list(self._timings), self._frames_warning,
                                      time.monotonic())
         self._publishers_by_topic["/diagnostics"].publish(
-            conversions.diagnostics_to_msg(self._messages, self._stamp_header(), [status])
+            messages.diagnostics_to_msg(self._messages, self._stamp_header(), [status])
         )
 
     # --- problems ----------------------------------------------------------------------------------

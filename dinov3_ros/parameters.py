@@ -17,7 +17,7 @@ from dinov3_toolkit.config import DEFAULTS
 from dinov3_toolkit.device import DEVICE_PATTERN, PRECISIONS
 from dinov3_toolkit.preprocess import RESIZE_MODES
 
-from .conversions import CLASS_ID_MODES
+from .messages import CLASS_ID_MODES
 
 RELIABILITIES = ("best_effort", "reliable", "system_default")
 

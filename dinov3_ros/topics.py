@@ -25,8 +25,8 @@ from dinov3_toolkit.overlays import FrameOverlays
 from dinov3_toolkit.result_kinds import BY_TASK, ResultKind, kind_of
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
-from . import conversions
-from .conversions import MessageBackend
+from . import messages
+from .messages import MessageBackend
 
 IMAGE = "sensor_msgs/msg/Image"
 OVERLAY = "overlay"
@@ -46,12 +46,12 @@ class ResultTopic:
 # result through its kind: the engine refuses a head whose result contradicts its task, so they agree.
 RESULT_TOPICS = {
     Detections: ResultTopic("detections", "vision_msgs/msg/Detection2DArray",
-                            lambda M, result, header, class_id: conversions.detections_to_msg(
+                            lambda M, result, header, class_id: messages.detections_to_msg(
                                 M, result, header, class_id=class_id)),
     SemanticLabels: ResultTopic("labels", IMAGE,
-                                lambda M, result, header, class_id: conversions.labels_to_msg(M, result, header)),
+                                lambda M, result, header, class_id: messages.labels_to_msg(M, result, header)),
     DepthMap: ResultTopic("depth", IMAGE,
-                          lambda M, result, header, class_id: conversions.depth_to_msg(M, result, header)),
+                          lambda M, result, header, class_id: messages.depth_to_msg(M, result, header)),
 }
 
 
@@ -89,7 +89,7 @@ def label_info_messages(M: MessageBackend, heads: Mapping[str, LoadedHead], head
     """``<name>/label_info`` for every head with classes; the threshold is the value of the parameter its
     manifest names as ``threshold_param`` (0 when it names none)."""
     return {
-        f"{name}/label_info": conversions.label_info_to_msg(
+        f"{name}/label_info": messages.label_info_to_msg(
             M, head.class_names, header, threshold=head.manifest.threshold(head.params)
         )
         for name, head in heads.items()
@@ -124,7 +124,7 @@ def frame_messages(
         if (published := result_topic(kind_of(result))) and wanted(topic := f"{name}/{published.suffix}"):
             out[topic] = published.build(M, result, header, class_id)
     for name, image in overlays.heads.items():
-        out[f"{name}/overlay"] = conversions.rgb_to_msg(M, image, header)
+        out[f"{name}/overlay"] = messages.rgb_to_msg(M, image, header)
     if overlays.combined is not None:
-        out[OVERLAY] = conversions.rgb_to_msg(M, overlays.combined, header)
+        out[OVERLAY] = messages.rgb_to_msg(M, overlays.combined, header)
     return out

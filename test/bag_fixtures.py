@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dinov3_ros.conversions import bag_messages, make_header
+from dinov3_ros.messages import bag_messages, make_header
 
 M = bag_messages("jazzy")
 IMAGE = "sensor_msgs/msg/Image"

@@ -49,7 +49,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 HEIGHT, WIDTH = 48, 80  # not square, and an even width for the 4:2:2 encodings
-# Bytes per pixel of each encoding the node reads (dinov3_ros.decode.SUPPORTED_ENCODINGS).
+# Bytes per pixel of each encoding the node reads (dinov3_ros.messages.SUPPORTED_ENCODINGS).
 PIXEL_BYTES = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2, "16UC1": 2, "yuv422": 2,
                "uyvy": 2, "yuv422_yuy2": 2, "yuyv": 2, "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1,
                "bayer_grbg8": 1}

@@ -33,10 +33,10 @@ from bag_fixtures import (
     COMPRESSED, IMAGE, InputFrame, M, png_frame, random_rgb, raw_frame, read_bag, stamp_ns, write_bag,
 )
 from conftest import search_weights_only_in
-from dinov3_ros import conversions
+from message_readers import msg_to_detections, msg_to_label_info
+from dinov3_ros import messages
 from dinov3_ros.cli import main
-from dinov3_ros.conversions import image_msg_to_array, msg_to_detections, msg_to_label_info
-from dinov3_ros.decode import compressed_to_rgb, image_to_rgb
+from dinov3_ros.messages import compressed_to_rgb, image_to_rgb
 from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.overlays import composite
@@ -199,13 +199,13 @@ def check_result_messages(model: Model, frames: list[InputFrame], bag: dict, *, 
         np.testing.assert_array_equal(detections.labels, want.labels)
         for d in bag["/dinov3/detection/detections"][i].msg.detections:
             assert stamp_ns(d) == frame.stamp_ns and d.header.frame_id == frame.frame_id
-        labels = image_msg_to_array(bag["/dinov3/segmentation/labels"][i].msg)
+        labels = messages.raw_array(bag["/dinov3/segmentation/labels"][i].msg)
         np.testing.assert_array_equal(labels, expected.results["segmentation"].labels)
         assert labels.dtype == np.uint8 and labels.shape == rgb.shape[:2]
-        depth = image_msg_to_array(bag["/dinov3/depth/depth"][i].msg)
+        depth = messages.raw_array(bag["/dinov3/depth/depth"][i].msg)
         assert depth.dtype == np.float32
         np.testing.assert_array_equal(depth, expected.results["depth"].depth)
-        overlay = image_msg_to_array(bag["/dinov3/overlay"][i].msg)
+        overlay = messages.raw_array(bag["/dinov3/overlay"][i].msg)
         np.testing.assert_array_equal(overlay, composite(rgb, expected.results))  # and no random-weights banner
 
 
@@ -401,7 +401,7 @@ def test_run_records_image_files_into_a_bag(model, tmp_path, storage):
     assert len(images) == 2
     for rec, rgb in zip(images, pictures):
         assert rec.msg.encoding == "rgb8" and rec.msg.header.frame_id == DEFAULT_FRAME_ID
-        np.testing.assert_array_equal(image_msg_to_array(rec.msg), rgb)
+        np.testing.assert_array_equal(messages.raw_array(rec.msg), rgb)
         assert rec.log_time_ns == stamp_ns(rec.msg)
     assert stamp_ns(images[1].msg) - stamp_ns(images[0].msg) == 250_000_000
     frames = [InputFrame(RAW, IMAGE, r.log_time_ns, stamp_ns(r.msg), DEFAULT_FRAME_ID, rgb, r.rawdata)
@@ -413,7 +413,7 @@ def test_run_records_image_files_into_a_bag(model, tmp_path, storage):
 
 def test_a_frame_that_cannot_be_decoded_is_skipped_and_counted(model, tmp_path):
     frames = camera_frames(3)
-    broken = M.new("sensor_msgs/msg/CompressedImage", header=conversions.make_header(M, 1, 2, "cam"),
+    broken = M.new("sensor_msgs/msg/CompressedImage", header=messages.make_header(M, 1, 2, "cam"),
                    format="jpeg", data=np.frombuffer(b"not a jpeg", np.uint8))
     frames[1] = InputFrame(RAW, COMPRESSED, frames[1].log_time_ns, 0, "cam", frames[1].rgb,
                            bytes(M.typestore.serialize_cdr(broken, COMPRESSED)))

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dinov3_ros.decode import (
+from dinov3_ros.messages.images import (
     SUPPORTED_COMPRESSED_FORMATS,
     SUPPORTED_ENCODINGS,
     DecodeError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from dinov3_ros.conversions import Level
+from dinov3_ros.messages import Level
 from dinov3_ros.health import UNDECODABLE_WARN_S, PipelineHealth
 from dinov3_ros.worker import Rates, WorkerStats
 

@@ -23,7 +23,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
-from dinov3_ros.decode import SUPPORTED_ENCODINGS  # noqa: E402
+from dinov3_ros.messages import SUPPORTED_ENCODINGS  # noqa: E402
 
 NS = "/main"
 OUTPUTS = {"detection/detections": Detection2DArray, "segmentation/labels": Image, "depth/depth": Image,

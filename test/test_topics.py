@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from message_readers import msg_to_detections, msg_to_label_info
 
-from dinov3_ros import conversions
+from dinov3_ros import messages
+from dinov3_ros.messages import raw_array
 from dinov3_ros.topics import (
     RESULT_TOPICS,
     OutputTopic,
@@ -23,8 +25,8 @@ from dinov3_toolkit.overlays import FrameOverlays, composite, draw_overlays
 from dinov3_toolkit.result_kinds import BY_TYPE
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
-M = conversions.bag_messages("jazzy")
-HEADER = conversions.make_header(M, 12, 345, "cam")
+M = messages.bag_messages("jazzy")
+HEADER = messages.make_header(M, 12, 345, "cam")
 
 
 def head(task: str, class_names: tuple[str, ...] = (), threshold_param: str | None = None,
@@ -86,10 +88,10 @@ def test_frame_messages_fill_exactly_the_declared_topics_with_the_input_header()
     assert sorted(messages) == sorted(declared - {"detection/label_info", "segmentation/label_info"})
     for msg in messages.values():
         assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (12, 345, "cam")
-    assert conversions.msg_to_detections(messages["detection/detections"], ("person", "car")).labels.tolist() == [1]
-    assert (conversions.image_msg_to_array(messages["segmentation/labels"]) == 1).all()
-    assert (conversions.image_msg_to_array(messages["depth/depth"]) == 2.5).all()
-    assert np.array_equal(conversions.image_msg_to_array(messages["overlay"]), composite(rgb, result.results))
+    assert msg_to_detections(messages["detection/detections"], ("person", "car")).labels.tolist() == [1]
+    assert (raw_array(messages["segmentation/labels"]) == 1).all()
+    assert (raw_array(messages["depth/depth"]) == 2.5).all()
+    assert np.array_equal(raw_array(messages["overlay"]), composite(rgb, result.results))
 
 
 def test_overlays_are_drawn_only_when_wanted_and_messages_carry_the_ones_drawn(monkeypatch):
@@ -106,7 +108,7 @@ def test_overlays_are_drawn_only_when_wanted_and_messages_carry_the_ones_drawn(m
     given = np.full((24, 64, 3), 7, np.uint8)
     messages = frame_messages(M, HEADER, result, FrameOverlays(combined=given), wanted=lambda topic: False)
     assert list(messages) == ["overlay"]
-    assert np.array_equal(conversions.image_msg_to_array(messages["overlay"]), given)
+    assert np.array_equal(raw_array(messages["overlay"]), given)
 
 
 def test_the_random_weights_notice_is_on_every_overlay():
@@ -114,8 +116,8 @@ def test_the_random_weights_notice_is_on_every_overlay():
     plain = messages_of(rgb, result, lambda t: t.endswith("overlay"))
     noted = messages_of(rgb, result, lambda t: t.endswith("overlay"), notice="RANDOM WEIGHTS")
     for topic in plain:
-        top_rows = conversions.image_msg_to_array(noted[topic])[:3]
-        assert not np.array_equal(top_rows, conversions.image_msg_to_array(plain[topic])[:3]), topic
+        top_rows = raw_array(noted[topic])[:3]
+        assert not np.array_equal(top_rows, raw_array(plain[topic])[:3]), topic
 
 
 @pytest.mark.parametrize("class_id, expected", [("name", "car"), ("index", "1")])
@@ -128,8 +130,8 @@ def test_class_id_mode_reaches_the_detections(class_id, expected):
 def test_label_info_for_heads_with_classes_carries_the_score_threshold():
     messages = label_info_messages(M, HEADS, HEADER)
     assert sorted(messages) == ["detection/label_info", "segmentation/label_info"]
-    assert conversions.msg_to_label_info(messages["detection/label_info"]) == (("person", "car"), pytest.approx(0.3))
-    assert conversions.msg_to_label_info(messages["segmentation/label_info"]) == (("background", "road"), 0.0)
+    assert msg_to_label_info(messages["detection/label_info"]) == (("person", "car"), pytest.approx(0.3))
+    assert msg_to_label_info(messages["segmentation/label_info"]) == (("background", "road"), 0.0)
 
 
 def test_the_example_heads_label_info_threshold_is_its_own_threshold_parameter(no_weights):

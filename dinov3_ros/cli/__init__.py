@@ -10,7 +10,7 @@ Subcommands:
   bench      per-frame cost stage by stage, ratios, JSON and a plot (README, "Performance")
   backbones  every backbone variant, its size and whether its weights are found
 
-It lives in the ROS layer because bags use ``conversions`` (the node's code);
+It lives in the ROS layer because bags use ``messages`` (the node's code);
 it needs no ROS install, only ``rosbags`` for the bag outputs.
 """
 

@@ -14,7 +14,7 @@ from dinov3_toolkit.errors import Dinov3Error
 from dinov3_toolkit.preprocess import RESIZE_MODES
 
 from ..bag import STORAGES
-from ..conversions import CLASS_ID_MODES, DISTROS
+from ..messages import CLASS_ID_MODES, DISTROS
 from .common import EXIT_INTERRUPTED, EXIT_USAGE
 from .info import cmd_backbones, cmd_check, cmd_heads
 from .offline import cmd_bag, cmd_demo, cmd_run

@@ -68,11 +68,11 @@ def _message_builder() -> Any:
     """
     from dinov3_toolkit.overlays import FrameOverlays
 
-    from .. import conversions
+    from .. import messages
     from ..topics import frame_messages
 
-    M = conversions.ros_messages() if importlib.util.find_spec("rclpy") else conversions.bag_messages()
-    header = conversions.make_header(M, 0, 0, "camera")
+    M = messages.ros_messages() if importlib.util.find_spec("rclpy") else messages.bag_messages()
+    header = messages.make_header(M, 0, 0, "camera")
 
     def to_messages(result: FrameResult, rgb: np.ndarray) -> dict[str, Any]:
         return frame_messages(M, header, result, FrameOverlays(), wanted=lambda topic: not topic.endswith("overlay"))

@@ -1,14 +1,18 @@
-"""Camera messages -> RGB uint8 (H, W, 3): the node's one decode path for Image and CompressedImage.
+"""sensor_msgs/Image and CompressedImage, both directions, over one encoding table.
 
-``raw_array`` reads the pixels of a ``sensor_msgs/Image`` exactly as sent (row padding in ``step``,
-``is_bigendian``), ``to_rgb`` turns them into RGB with OpenCV, ``image_to_rgb`` is the two together
-(optionally reading through cv_bridge), and ``compressed_to_rgb`` does the same for jpeg/png
-``CompressedImage``. Messages are duck-typed: rclpy messages, rosbags typestore messages and plain
-objects with the same fields all work, and ``data`` may be bytes, ``array.array('B')``, a list or a
-uint8 numpy array.
+Camera messages -> RGB uint8 (H, W, 3) is the node's one decode path: ``raw_array`` reads the
+pixels of an Image exactly as sent (row padding in ``step``, ``is_bigendian``), ``to_rgb`` turns
+them into RGB with OpenCV, ``image_to_rgb`` is the two together (optionally reading through
+cv_bridge), and ``compressed_to_rgb`` does the same for jpeg/png ``CompressedImage``. Messages are
+duck-typed: rclpy messages, rosbags typestore messages and plain objects with the same fields all
+work, and ``data`` may be bytes, ``array.array('B')``, a list or a uint8 numpy array.
 
-Every problem raises ``DecodeError``; its ``kind`` is a short stable string so the node can log
-each kind of problem once instead of once per frame.
+Results -> Image: ``labels_to_msg`` (mono8/mono16), ``depth_to_msg`` (32FC1) and ``rgb_to_msg``
+(overlays) write through the same table, in the array's own byte order with ``is_bigendian``
+saying which, as cv_bridge does; ``raw_array`` reads them back.
+
+Every decoding problem raises ``DecodeError``; its ``kind`` is a short stable string so the node
+can log each kind of problem once instead of once per frame.
 
 16-bit images (mono16, 16UC1 and 16-bit png) keep their top byte (``>> 8``): a full-range 16-bit
 camera then looks like its 8-bit counterpart. Depth-like 16UC1 data (millimetres) looks dark this
@@ -26,6 +30,9 @@ import cv2
 import numpy as np
 
 from dinov3_toolkit.errors import Dinov3Error
+from dinov3_toolkit.results import DepthMap, SemanticLabels
+
+from .backend import ConversionError, MessageBackend, copy_header
 
 
 @dataclass(frozen=True)
@@ -33,36 +40,42 @@ class _Layout:
     """How one encoding lays out a pixel, and the OpenCV conversion that makes it RGB."""
 
     channels: int
-    itemsize: int  # bytes per channel: 1 or 2
+    dtype: type[np.generic]  # of one channel: uint8, uint16 or float32
     to_rgb: int | None  # cv2.COLOR_* code; None: no colour conversion (rgb8, 16-bit mono)
     even_width: bool = False  # 4:2:2 chroma is shared by pixel pairs
+    camera: bool = True  # a camera frame the node reads; False: an output encoding only (32FC1 depth)
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype).itemsize
 
     @property
     def pixel_bytes(self) -> int:
         return self.channels * self.itemsize
 
 
-_MONO16 = _Layout(1, 2, None)
+_MONO16 = _Layout(1, np.uint16, None)
 # ROS names a Bayer pattern by its first two rows from the top-left; OpenCV's constants name the
 # 2x2 block starting at the second row and column, so ROS rggb is OpenCV "BG" (as cv_bridge maps it).
 _LAYOUTS: dict[str, _Layout] = {
-    "rgb8": _Layout(3, 1, None),
-    "bgr8": _Layout(3, 1, cv2.COLOR_BGR2RGB),
-    "rgba8": _Layout(4, 1, cv2.COLOR_RGBA2RGB),
-    "bgra8": _Layout(4, 1, cv2.COLOR_BGRA2RGB),
-    "mono8": _Layout(1, 1, cv2.COLOR_GRAY2RGB),
+    "rgb8": _Layout(3, np.uint8, None),
+    "bgr8": _Layout(3, np.uint8, cv2.COLOR_BGR2RGB),
+    "rgba8": _Layout(4, np.uint8, cv2.COLOR_RGBA2RGB),
+    "bgra8": _Layout(4, np.uint8, cv2.COLOR_BGRA2RGB),
+    "mono8": _Layout(1, np.uint8, cv2.COLOR_GRAY2RGB),
     "mono16": _MONO16,
     "16UC1": _MONO16,
-    "yuv422": _Layout(2, 1, cv2.COLOR_YUV2RGB_UYVY, even_width=True),  # ROS yuv422 is UYVY
-    "uyvy": _Layout(2, 1, cv2.COLOR_YUV2RGB_UYVY, even_width=True),
-    "yuv422_yuy2": _Layout(2, 1, cv2.COLOR_YUV2RGB_YUY2, even_width=True),
-    "yuyv": _Layout(2, 1, cv2.COLOR_YUV2RGB_YUY2, even_width=True),
-    "bayer_rggb8": _Layout(1, 1, cv2.COLOR_BayerBG2RGB),
-    "bayer_bggr8": _Layout(1, 1, cv2.COLOR_BayerRG2RGB),
-    "bayer_gbrg8": _Layout(1, 1, cv2.COLOR_BayerGR2RGB),
-    "bayer_grbg8": _Layout(1, 1, cv2.COLOR_BayerGB2RGB),
+    "yuv422": _Layout(2, np.uint8, cv2.COLOR_YUV2RGB_UYVY, even_width=True),  # ROS yuv422 is UYVY
+    "uyvy": _Layout(2, np.uint8, cv2.COLOR_YUV2RGB_UYVY, even_width=True),
+    "yuv422_yuy2": _Layout(2, np.uint8, cv2.COLOR_YUV2RGB_YUY2, even_width=True),
+    "yuyv": _Layout(2, np.uint8, cv2.COLOR_YUV2RGB_YUY2, even_width=True),
+    "bayer_rggb8": _Layout(1, np.uint8, cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr8": _Layout(1, np.uint8, cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg8": _Layout(1, np.uint8, cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg8": _Layout(1, np.uint8, cv2.COLOR_BayerGB2RGB),
+    "32FC1": _Layout(1, np.float32, None, camera=False),
 }
-SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(name for name, layout in _LAYOUTS.items() if layout.camera)
 SUPPORTED_COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "png")
 
 # Aliases some drivers send that sensor_msgs (and so cv_bridge on Humble) does not define.
@@ -81,9 +94,10 @@ class DecodeError(Dinov3Error, ValueError):
         self.kind = kind
 
 
-def _layout(encoding: str) -> _Layout:
+def _layout(encoding: str, *, camera: bool = True) -> _Layout:
+    """The layout of ``encoding``; with ``camera``, only of the encodings a camera frame may have."""
     layout = _LAYOUTS.get(encoding)
-    if layout is None:
+    if layout is None or (camera and not layout.camera):
         raise DecodeError(f"unsupported encoding '{encoding}'",
                           f"supported encodings are {', '.join(SUPPORTED_ENCODINGS)}")
     return layout
@@ -127,14 +141,15 @@ def _check_layout(msg: Any, layout: _Layout, size: int) -> None:
 def raw_array(msg: Any) -> np.ndarray:
     """The pixels of an Image as sent: (H, W) for one channel, else (H, W, C); native byte order.
 
-    A view into ``msg.data`` where possible (8-bit data, or 16-bit data already in the host's byte
-    order), so treat it as read-only. Row padding (``step``) is skipped, not copied.
+    A view into ``msg.data`` where possible (8-bit data, or wider data already in the host's byte
+    order), so treat it as read-only. Row padding (``step``) is skipped, not copied. Reads every
+    encoding of the table: camera frames and this package's own outputs (32FC1 depth).
     """
-    layout = _layout(msg.encoding)
+    layout = _layout(msg.encoding, camera=False)
     buf = _bytes_of(msg.data)
     _check_layout(msg, layout, buf.size)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    dtype = np.dtype(f"u{layout.itemsize}").newbyteorder(">" if msg.is_bigendian else "<")
+    dtype = np.dtype(layout.dtype).newbyteorder(">" if msg.is_bigendian else "<")
     # np.ndarray with explicit strides reads padded rows on any numpy (view() needs contiguity on numpy < 1.23)
     pixels = np.ndarray(shape=(height, width, layout.channels), dtype=dtype, buffer=buf,
                         strides=(step, layout.pixel_bytes, layout.itemsize))
@@ -152,7 +167,7 @@ def to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
     if (pixels.ndim != expected_ndim or (expected_ndim == 3 and pixels.shape[2] != layout.channels)
             or pixels.dtype.kind != "u" or pixels.dtype.itemsize != layout.itemsize):
         shape = "(H, W)" if layout.channels == 1 else f"(H, W, {layout.channels})"
-        raise DecodeError("array shape mismatch", f"'{encoding}' needs a {shape} uint{8 * layout.itemsize} "
+        raise DecodeError("array shape mismatch", f"'{encoding}' needs a {shape} {np.dtype(layout.dtype).name} "
                           f"array, got {pixels.shape} {pixels.dtype}")
     if layout.itemsize == 2:
         pixels = (pixels >> 8).astype(np.uint8)  # keep the top byte; see the module docstring
@@ -229,3 +244,43 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         raise DecodeError("undecodable compressed data", f"'{fmt}' decoded to {channels}-channel {image.dtype}; "
                           "expected 8-bit grey/BGR/BGRA or 16-bit grey")
     return to_rgb(image, encoding)
+
+
+# ---- results -> Image ---------------------------------------------------------------------------
+
+
+def labels_to_msg(M: MessageBackend, labels: SemanticLabels, header: Any) -> Any:
+    """sensor_msgs/Image of class indices: mono8 up to 256 classes, mono16 above."""
+    encoding = "mono8" if labels.labels.dtype == np.uint8 else "mono16"  # SemanticLabels allows only these two
+    return _image_msg(M, labels.labels, encoding, header)
+
+
+def depth_to_msg(M: MessageBackend, depth: DepthMap, header: Any) -> Any:
+    """sensor_msgs/Image 32FC1; the message has no unit field, so ``depth.unit`` travels elsewhere."""
+    return _image_msg(M, depth.depth, "32FC1", header)
+
+
+def rgb_to_msg(M: MessageBackend, rgb: np.ndarray, header: Any) -> Any:
+    """sensor_msgs/Image rgb8, for overlays."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ConversionError(f"rgb8 images must be (H, W, 3) uint8, got {rgb.dtype} {rgb.shape}")
+    return _image_msg(M, rgb, "rgb8", header)
+
+
+def _image_msg(M: MessageBackend, pixels: np.ndarray, encoding: str, header: Any) -> Any:
+    height, width = pixels.shape[:2]
+    channels = _LAYOUTS[encoding].channels
+    return M.new(
+        "sensor_msgs/msg/Image",
+        header=copy_header(M, header),
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=int(_is_bigendian(pixels.dtype)),
+        step=width * channels * pixels.dtype.itemsize,
+        data=M.uint8_sequence(pixels),
+    )
+
+
+def _is_bigendian(dtype: np.dtype) -> bool:
+    return dtype.byteorder == ">" or (dtype.byteorder == "=" and _HOST_BIG_ENDIAN)

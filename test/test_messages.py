@@ -21,22 +21,23 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from message_readers import msg_to_detections, msg_to_label_info
 
-from dinov3_ros.conversions import (
+from dinov3_ros.messages import (
     DISTROS,
     ConversionError,
+    DecodeError,
     Level,
     Status,
     bag_messages,
     depth_to_msg,
     detections_to_msg,
     diagnostics_to_msg,
-    image_msg_to_array,
+    image_to_rgb,
     label_info_to_msg,
     labels_to_msg,
     make_header,
-    msg_to_detections,
-    msg_to_label_info,
+    raw_array,
     rgb_to_msg,
     ros_messages,
 )
@@ -317,7 +318,7 @@ def test_label_images_survive_cdr(bag, header, class_names, encoding, dtype):
     assert_header(back)
     assert (back.encoding, back.height, back.width, back.is_bigendian) == (encoding, 37, 53, LITTLE)
     assert back.step == 53 * np.dtype(dtype).itemsize
-    pixels = image_msg_to_array(back)
+    pixels = raw_array(back)
     assert pixels.dtype == dtype
     np.testing.assert_array_equal(pixels, labels.labels)
     assert pixels.max() == len(class_names) - 1  # 299 in mono16: values above 255 survive
@@ -327,7 +328,7 @@ def test_depth_image_survives_cdr_bit_for_bit(bag, header):
     depth = sample_depth()
     back = cdr_round_trip(bag, depth_to_msg(bag, depth, header))
     assert (back.encoding, back.height, back.width, back.step) == ("32FC1", 24, 40, 160)
-    pixels = image_msg_to_array(back)
+    pixels = raw_array(back)
     assert pixels.dtype == np.float32 and pixels.tobytes() == depth.depth.tobytes()  # NaN, -0.0, subnormal too
 
 
@@ -335,7 +336,7 @@ def test_rgb_image_survives_cdr(bag, header):
     rgb = sample_rgb()
     back = cdr_round_trip(bag, rgb_to_msg(bag, rgb, header))
     assert (back.encoding, back.height, back.width, back.step) == ("rgb8", 17, 23, 69)
-    np.testing.assert_array_equal(image_msg_to_array(back), rgb)
+    np.testing.assert_array_equal(raw_array(back), rgb)
 
 
 @pytest.mark.parametrize(
@@ -351,7 +352,7 @@ def test_image_reader_honours_step_and_byte_order():
     padded = np.zeros((3, 4 * 2 + 6), np.uint8)  # each row padded by 6 bytes
     padded[:, :8] = values.astype(">u2").view(np.uint8).reshape(3, 8)
     msg = SimpleNamespace(encoding="mono16", height=3, width=4, step=14, is_bigendian=1, data=padded.tobytes())
-    pixels = image_msg_to_array(msg)
+    pixels = raw_array(msg)
     assert pixels.dtype == np.uint16 and pixels.dtype.isnative
     np.testing.assert_array_equal(pixels, values)
 
@@ -359,17 +360,20 @@ def test_image_reader_honours_step_and_byte_order():
     rows = np.zeros((17, 23 * 3 + 1), np.uint8)
     rows[:, :69] = rgb.reshape(17, 69)
     msg = SimpleNamespace(encoding="rgb8", height=17, width=23, step=70, is_bigendian=0, data=rows.tobytes())
-    np.testing.assert_array_equal(image_msg_to_array(msg), rgb)
+    np.testing.assert_array_equal(raw_array(msg), rgb)
 
 
 def test_image_reader_errors_name_the_problem():
+    """One reader for camera frames and our own outputs, so one set of errors (DecodeError kinds)."""
     base = dict(height=2, width=3, is_bigendian=0)
-    with pytest.raises(ConversionError, match="'bgr8' is not supported.*mono8.*mono16.*32FC1.*rgb8"):
-        image_msg_to_array(SimpleNamespace(encoding="bgr8", step=9, data=bytes(18), **base))
-    with pytest.raises(ConversionError, match="step 5 is shorter than one row of 3 pixels"):
-        image_msg_to_array(SimpleNamespace(encoding="mono16", step=5, data=bytes(10), **base))
-    with pytest.raises(ConversionError, match="has 5 bytes; expected height \\* step = 2 \\* 3"):
-        image_msg_to_array(SimpleNamespace(encoding="mono8", step=3, data=bytes(5), **base))
+    with pytest.raises(DecodeError, match="unsupported encoding '8UC3'"):
+        raw_array(SimpleNamespace(encoding="8UC3", step=9, data=bytes(18), **base))
+    with pytest.raises(DecodeError, match="step too small: 'mono16' rows of 3 pixels need step >= 6"):
+        raw_array(SimpleNamespace(encoding="mono16", step=5, data=bytes(10), **base))
+    with pytest.raises(DecodeError, match="data size mismatch: 'mono8' 3x2 with step 3 needs step\\*height = 6"):
+        raw_array(SimpleNamespace(encoding="mono8", step=3, data=bytes(5), **base))
+    with pytest.raises(DecodeError, match="unsupported encoding '32FC1'"):  # an output, not a camera frame
+        image_to_rgb(SimpleNamespace(encoding="32FC1", step=12, data=bytes(24), **base))
 
 
 # ---- class names and diagnostics ----------------------------------------------------------------
@@ -486,10 +490,10 @@ def _build_everything(M, header) -> dict:
 def _assert_converts_back(msgs: dict) -> None:
     det = sample_detections()
     assert msg_to_detections(msgs["detections"], DETECTION_NAMES).boxes.tobytes() == det.boxes.tobytes()
-    np.testing.assert_array_equal(image_msg_to_array(msgs["mono8"]), sample_labels(SEGMENTATION_NAMES).labels)
-    np.testing.assert_array_equal(image_msg_to_array(msgs["mono16"]), sample_labels(MANY_NAMES).labels)
-    assert image_msg_to_array(msgs["depth"]).tobytes() == sample_depth().depth.tobytes()
-    np.testing.assert_array_equal(image_msg_to_array(msgs["rgb"]), sample_rgb())
+    np.testing.assert_array_equal(raw_array(msgs["mono8"]), sample_labels(SEGMENTATION_NAMES).labels)
+    np.testing.assert_array_equal(raw_array(msgs["mono16"]), sample_labels(MANY_NAMES).labels)
+    assert raw_array(msgs["depth"]).tobytes() == sample_depth().depth.tobytes()
+    np.testing.assert_array_equal(raw_array(msgs["rgb"]), sample_rgb())
     assert msg_to_label_info(msgs["label_info"])[0] == SEGMENTATION_NAMES
 
 
