@@ -2,7 +2,7 @@
 
 Why a single slot and not a queue: on a robot a stale result is worse than a missing one. A queue
 in front of inference that is slower than the camera only grows, and every output describes the
-world further in the past (peers.md §3: queue depths of 10 processing old frames). Here a frame
+world further in the past (perception nodes with a queue of 10 frames process old ones). Here a frame
 that arrives while another one waits replaces it and is counted as dropped, so the latency of
 every output is at most one inference plus the time the frame waited for it.
 
