@@ -17,6 +17,7 @@ from dinov3_toolkit.preprocess import PreparedImage, Preprocessor
 FOLDER = BUILTIN_DIR / "head_detection"
 DEFAULTS = {"score_threshold": 0.2, "nms_iou_threshold": 0.6, "max_detections": 100, "class_agnostic_nms": False}
 NUM_CLASSES = 80
+NAMES = load_manifest(FOLDER).read_class_names()  # COCO, as the weights were trained
 
 
 def _current_layout() -> list[tuple[str, tuple[int, ...]]]:
@@ -64,7 +65,7 @@ def test_manifest_declares_the_head_and_its_parameters():
 
 
 def test_state_dict_matches_the_published_layout():
-    state = DinoFCOSHead().state_dict()
+    state = DinoFCOSHead(NAMES).state_dict()
     assert [(k, tuple(v.shape)) for k, v in state.items()] == _current_layout()
     assert sum(v.numel() for v in state.values()) == 4_539_160
 
@@ -74,7 +75,7 @@ def test_seeded_init_reproduces_the_reference_weights():
     # tensors prove the same layer creation order and the same prior / N(0, 0.001) initialisation.
     reference = load_vector("detection")["state_dict"]
     torch.manual_seed(0)
-    state = DinoFCOSHead().state_dict()
+    state = DinoFCOSHead(NAMES).state_dict()
     assert list(state) == list(reference)
     for key, value in reference.items():
         torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
@@ -90,17 +91,17 @@ def test_checkpoint_filter_refuses_the_pre_4fdc716_layout():
 
 
 def test_checkpoint_filter_strips_a_module_prefix():
-    state = DinoFCOSHead().state_dict()
+    state = DinoFCOSHead(NAMES).state_dict()
     filtered = DinoFCOSHead.checkpoint_filter({f"module.{k}": v for k, v in state.items()})
     assert list(filtered) == list(state)
-    DinoFCOSHead().load_state_dict(filtered, strict=True)
+    DinoFCOSHead(NAMES).load_state_dict(filtered, strict=True)
     partly = {"module.x": torch.zeros(1), "y": torch.zeros(1)}
     assert DinoFCOSHead.checkpoint_filter(partly) == partly  # only an all-keys prefix is a wrapper
 
 
 def test_forward_matches_reference_outputs():
     vec = load_vector("detection")
-    head = DinoFCOSHead().eval()
+    head = DinoFCOSHead(NAMES).eval()
     head.load_state_dict(DinoFCOSHead.checkpoint_filter(vec["state_dict"]), strict=True)
     with torch.no_grad():
         out = head([vec["input"]])
@@ -119,7 +120,7 @@ def test_decoding_matches_reference(score, iou, key):
     vec = load_vector("detection")
     expected = vec["decoded"][key]
     params = {**DEFAULTS, "score_threshold": score, "nms_iou_threshold": iou}
-    det = DinoFCOSHead().postprocess(vec["outputs"], _prepared((640, 640), (640, 640)), params)
+    det = DinoFCOSHead(NAMES).postprocess(vec["outputs"], _prepared((640, 640), (640, 640)), params)
     assert det.boxes.dtype == np.float32 and det.scores.dtype == np.float32 and det.labels.dtype == np.int64
     assert len(det) == len(expected["scores"])
 
@@ -145,7 +146,7 @@ def test_decoding_on_cuda_matches_cpu():
     }
     params = {**DEFAULTS, "score_threshold": 0.05, "max_detections": 1000}
     image = _prepared((480, 640), (640, 640))
-    head = DinoFCOSHead()
+    head = DinoFCOSHead(NAMES)
     cpu = head.postprocess(outputs, image, params)
     cuda = head.postprocess({k: [t.cuda() for t in v] for k, v in outputs.items()}, image, params)
     assert len(cpu) == 1000
@@ -192,8 +193,7 @@ GEOMETRY = [
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_box_lands_where_expected_in_the_original_image(original, mode, input_size, cell, ltrb, expected, dtype):
     assert Preprocessor(mean=(0, 0, 0), std=(1, 1, 1), size=640, mode=mode).input_size(*original) == input_size
-    head = DinoFCOSHead()
-    head.class_names = tuple(f"c{i}" for i in range(NUM_CLASSES))
+    head = DinoFCOSHead(tuple(f"c{i}" for i in range(NUM_CLASSES)))
     outputs = _outputs(input_size, [(*cell, 7, 5.0, ltrb)], dtype=dtype)
     det = head.postprocess(outputs, _prepared(original, input_size), DEFAULTS)
     assert len(det) == 1 and det.labels.tolist() == [7] and det.names() == ["c7"]
@@ -206,7 +206,8 @@ def test_box_lands_where_expected_in_the_original_image(original, mode, input_si
 
 def test_score_threshold_is_strict():
     outputs = _outputs((640, 640), [(0, 3, 3, 0, 10.0, (8, 8, 8, 8))])
-    det = DinoFCOSHead().postprocess(outputs, _prepared((640, 640), (640, 640)), {**DEFAULTS, "score_threshold": 0.0})
+    det = DinoFCOSHead(NAMES).postprocess(outputs, _prepared((640, 640), (640, 640)),
+                                          {**DEFAULTS, "score_threshold": 0.0})
     assert len(det) == 1  # every other pair scores exactly 0, which is not above 0
 
 
@@ -215,9 +216,10 @@ def test_class_agnostic_nms_merges_overlapping_boxes_of_different_classes():
     # 80 px boxes whose centres are one 16 px cell apart: IoU 64/96 = 0.67 > 0.6.
     hits = [(0, 10, 10, 1, 4.0, big), (0, 10, 11, 2, 3.0, big), (0, 11, 10, 1, 2.0, big)]
     image = _prepared((640, 640), (640, 640))
-    aware = DinoFCOSHead().postprocess(_outputs((640, 640), hits), image, DEFAULTS)
+    aware = DinoFCOSHead(NAMES).postprocess(_outputs((640, 640), hits), image, DEFAULTS)
     assert aware.labels.tolist() == [1, 2]  # the class-1 box one row down falls to the first class-1 box
-    agnostic = DinoFCOSHead().postprocess(_outputs((640, 640), hits), image, {**DEFAULTS, "class_agnostic_nms": True})
+    agnostic = DinoFCOSHead(NAMES).postprocess(_outputs((640, 640), hits), image,
+                                               {**DEFAULTS, "class_agnostic_nms": True})
     assert agnostic.labels.tolist() == [1]
     np.testing.assert_array_less(np.diff(aware.scores), 0)
 
@@ -225,7 +227,7 @@ def test_class_agnostic_nms_merges_overlapping_boxes_of_different_classes():
 def test_max_detections_keeps_the_highest_scores():
     hits = [(0, 2 * i, 2 * i, i % 5, float(i), (4, 4, 4, 4)) for i in range(12)]  # disjoint boxes
     image = _prepared((640, 640), (640, 640))
-    head = DinoFCOSHead()
+    head = DinoFCOSHead(NAMES)
     assert len(head.postprocess(_outputs((640, 640), hits), image, DEFAULTS)) == 12
     det = head.postprocess(_outputs((640, 640), hits), image, {**DEFAULTS, "max_detections": 3})
     np.testing.assert_allclose(det.scores, torch.sigmoid(torch.tensor([11.0, 10.0, 9.0])).numpy(), rtol=1e-6)
@@ -233,7 +235,7 @@ def test_max_detections_keeps_the_highest_scores():
 
 
 def test_forward_shapes_on_a_keep_aspect_grid():
-    head = DinoFCOSHead(in_channels=16, fpn_channels=8, num_classes=3, num_convs=1).eval()
+    head = DinoFCOSHead(('a', 'b', 'c'), in_channels=16, fpn_channels=8, num_convs=1).eval()
     with torch.no_grad():
         out = head([torch.randn(1, 16, 23, 40)])
     assert [tuple(t.shape) for t in out["cls"]] == [(1, 3, 23, 40), (1, 3, 12, 20), (1, 3, 6, 10)]
@@ -244,4 +246,4 @@ def test_forward_shapes_on_a_keep_aspect_grid():
 
 def test_constructor_rejects_a_bad_prior():
     with pytest.raises(ValueError, match="1.5"):
-        DinoFCOSHead(prior_prob=1.5)
+        DinoFCOSHead(NAMES, prior_prob=1.5)

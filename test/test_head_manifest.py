@@ -103,13 +103,32 @@ def test_param_values_are_validated(spec, value, message):
         spec.validate(value)
 
 
-def test_num_classes_must_agree_with_the_class_names(tmp_path):
+@pytest.mark.parametrize("arg", ["num_classes: 4", "class_names: [a, b]"])
+def test_class_names_reach_a_head_one_way_only(tmp_path, arg):
+    """From the classes file, as the constructor's class_names: args may not say it a second way."""
     folder = tmp_path / "head_probe"
     shutil.copytree(PROBE, folder)
     (folder / "head.yaml").write_text((folder / "head.yaml").read_text().replace("in_channels: 384",
-                                                                                "in_channels: 384\n  num_classes: 4"))
-    with pytest.raises(HeadError, match="args say num_classes=4 but class_names.txt has 3 names"):
+                                                                                f"in_channels: 384\n  {arg}"))
+    with pytest.raises(HeadError, match=f"args must not set {arg.split(':')[0]}: the names in class_names.txt "
+                                        "reach LinearProbe as class_names"):
         load_head(load_manifest(folder), random_weights=True)
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # its classifier gets 0 classes
+def test_a_head_that_drops_its_class_names_is_refused(tmp_path):
+    folder = tmp_path / "head_probe"
+    shutil.copytree(PROBE, folder)
+    model = folder / "model.py"
+    model.write_text(model.read_text().replace("super().__init__(class_names)", "super().__init__()"))
+    with pytest.raises(HeadError, match="LinearProbe.__init__ must pass class_names to Head.__init__"):
+        load_head(load_manifest(folder), random_weights=True)
+
+
+def test_the_loaded_head_has_the_manifests_class_names(tmp_path):
+    head = load_head(load_manifest(PROBE), random_weights=True)
+    assert head.class_names == ("background", "floor", "obstacle")
+    assert head.model.classifier.out_channels == 3
 
 
 def test_missing_class_names_file(tmp_path):

@@ -16,6 +16,11 @@ from dinov3_toolkit.heads.manifest import load_manifest
 from dinov3_toolkit.preprocess import PreparedImage
 
 FOLDER = BUILTIN_DIR / "head_segmentation"
+NAMES = load_manifest(FOLDER).read_class_names()  # background + 133 COCO-panoptic classes
+
+
+def _names(n: int) -> tuple[str, ...]:
+    return tuple(f"class{i}" for i in range(n))
 
 # shared/specs/heads.md section 7: key, shape ("-" for a scalar), "buffer" for BatchNorm statistics.
 PUBLISHED_LAYOUT = """
@@ -87,7 +92,7 @@ def _layout() -> list[tuple[str, tuple[int, ...], bool]]:
 
 
 def test_state_dict_layout_is_the_published_one():
-    model = ASPPDecoder()
+    model = ASPPDecoder(NAMES)
     state = model.state_dict()
     layout = _layout()
     assert len(layout) == 59
@@ -101,7 +106,7 @@ def test_state_dict_layout_is_the_published_one():
 def test_matches_the_reference_vectors():
     vector = load_vector("segmentation")
     outputs = vector["outputs"]
-    model = ASPPDecoder().eval()
+    model = ASPPDecoder(NAMES).eval()
     model.load_state_dict(vector["state_dict"], strict=True)
     with torch.no_grad():
         logits = model([vector["input"]])  # (1, 134, 40, 40)
@@ -139,8 +144,7 @@ def _left_right_logits(num_classes: int, left: int, right: int) -> torch.Tensor:
 @pytest.mark.parametrize(("num_classes", "right", "dtype"), [(134, 2, np.uint8), (300, 299, np.uint16)])
 @pytest.mark.parametrize("original_size", [(480, 640), (720, 1280)])
 def test_labels_cover_the_original_frame(num_classes, right, dtype, original_size):
-    model = ASPPDecoder(num_classes=num_classes)
-    model.class_names = tuple(f"class{i}" for i in range(num_classes))
+    model = ASPPDecoder(_names(num_classes))
     result = model.postprocess(_left_right_logits(num_classes, 1, right), _prepared(original_size), {})
     height, width = original_size
     assert result.labels.shape == (height, width) and result.labels.dtype == dtype
@@ -152,8 +156,7 @@ def test_labels_cover_the_original_frame(num_classes, right, dtype, original_siz
 
 
 def test_postprocess_accepts_half_precision_logits():
-    model = ASPPDecoder()
-    model.class_names = tuple(f"class{i}" for i in range(134))
+    model = ASPPDecoder(NAMES)
     logits = _left_right_logits(134, 7, 9).half()
     result = model.postprocess(logits, _prepared((48, 64)), {})
     expected = labels_at(logits.float(), (48, 64)).numpy()
@@ -161,14 +164,14 @@ def test_postprocess_accepts_half_precision_logits():
 
 
 def test_postprocess_needs_one_name_per_class():
-    model = ASPPDecoder(num_classes=5)
+    model = ASPPDecoder(_names(5))
     model.class_names = ("a", "b")
     with pytest.raises(ValueError, match="5 classes but has 2 class names"):
         model.postprocess(torch.zeros(1, 5, 4, 4), _prepared((8, 8)), {})
 
 
 def test_every_tensor_affects_the_output():
-    model = randomize_(ASPPDecoder(num_classes=6, proj_channels=32, branch_channels=16)).eval()
+    model = randomize_(ASPPDecoder(_names(6), proj_channels=32, branch_channels=16)).eval()
     with torch.no_grad():
         for module in model.modules():  # running statistics matter in eval mode: make them non-trivial
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -188,7 +191,7 @@ def test_every_tensor_affects_the_output():
 def test_refuses_the_light_head_checkpoint():
     with pytest.raises(CheckpointError, match="Mask2FormerLiteHead"):
         ASPPDecoder.checkpoint_filter({"pixel_embed.0.weight": torch.zeros(256, 384, 1, 1)})
-    state = ASPPDecoder(num_classes=3, proj_channels=8, branch_channels=8).state_dict()
+    state = ASPPDecoder(_names(3), proj_channels=8, branch_channels=8).state_dict()
     assert ASPPDecoder.checkpoint_filter(state) is state
 
 

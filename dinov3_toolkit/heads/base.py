@@ -17,7 +17,7 @@ Batches are of one frame: the engine runs a camera stream frame by frame.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -44,8 +44,11 @@ class Head(nn.Module, metaclass=abc.ABCMeta):
     built, so the loader reports it at start rather than on the first frame.
     """
 
-    #: Filled in by the loader from the head's ``class_names.txt`` (empty for heads without classes).
-    class_names: tuple[str, ...] = ()
+    def __init__(self, class_names: Sequence[str] = ()) -> None:
+        """``class_names``: the names in the manifest's ``classes`` file, which the loader passes to the
+        constructor (the one way a head learns them); a head sizes its class outputs by their count."""
+        super().__init__()
+        self.class_names: tuple[str, ...] = tuple(class_names)
 
     @abc.abstractmethod
     def forward(self, features: list[torch.Tensor]) -> Any:

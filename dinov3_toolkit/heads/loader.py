@@ -174,16 +174,18 @@ def load_head(
     class_names = manifest.read_class_names()
     args = dict(manifest.args)
     if class_names:
-        if args.setdefault("num_classes", len(class_names)) != len(class_names):
-            raise HeadError(
-                name, manifest.path, f"args say num_classes={args['num_classes']} but {manifest.classes.name} "
-                f"has {len(class_names)} names"
-            )
+        if taken := {"class_names", "num_classes"} & set(args):
+            raise HeadError(name, manifest.path, f"args must not set {', '.join(sorted(taken))}: the names in "
+                            f"{manifest.classes.name} reach {cls.__name__} as class_names, and set the count")
+        args["class_names"] = class_names
     try:
         model = cls(**args)
     except Exception as e:  # the constructor is the head author's code
         raise HeadError(name, manifest.path, f"{cls.__name__}(**args) failed: {type(e).__name__}: {e}") from e
-    model.class_names = class_names
+    if model.class_names != class_names:
+        raise HeadError(name, manifest.module_path, f"{cls.__name__}.__init__ must pass class_names to "
+                        f"Head.__init__: the model has {len(model.class_names)} names, the manifest's classes "
+                        f"{len(class_names)}")
     path = _find_weights(manifest, weights, random_weights)
     if path is not None:
         try:

@@ -7,7 +7,7 @@ A complete manifest (only ``task`` and ``model`` are required)::
     model: model.DinoFCOSHead   # <module in this folder>.<class>, a dinov3_toolkit.heads.Head
     args:                    # keyword arguments of the class's constructor
       in_channels: 384
-    classes: class_names.txt # one name per line; the class also gets num_classes=<count>
+    classes: class_names.txt # one name per line; the class gets them as class_names=(...)
     weights: weights/model.pth  # relative to the folder (.pth / .pt / .safetensors)
     layers: [-1]             # backbone layers the head reads, in the order forward() gets them
     trained_on:              # what the weights expect; a mismatch is logged as a warning

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -12,9 +12,9 @@ from dinov3_toolkit.heads import Head, PreparedImage, SemanticLabels, labels_at,
 
 
 class LinearProbe(Head):
-    def __init__(self, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1)
+    def __init__(self, class_names: Sequence[str], in_channels: int) -> None:
+        super().__init__(class_names)  # from class_names.txt; there are len(self.class_names) classes
+        self.classifier = nn.Conv2d(in_channels, len(self.class_names), kernel_size=1)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(features[0])  # (1, K, h, w) logits at feature resolution

@@ -9,7 +9,7 @@ Convolutional One-Stage Object Detection", ICCV 2019.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -101,17 +101,17 @@ class DinoFCOSHead(Head):
 
     def __init__(
         self,
+        class_names: Sequence[str],
         in_channels: int = 384,
         fpn_channels: int = 192,
-        num_classes: int = 80,
         num_convs: int = 4,
         prior_prob: float = 0.01,
     ) -> None:
-        super().__init__()
+        super().__init__(class_names)
         if not 0.0 < prior_prob < 1.0:
             raise ValueError(f"prior_prob must be in (0, 1), got {prior_prob!r}")
         self.fpn = LightFPN(in_channels, fpn_channels)
-        self.head = FCOSHead(fpn_channels, num_classes, num_convs, prior_prob)
+        self.head = FCOSHead(fpn_channels, len(self.class_names), num_convs, prior_prob)
 
     def forward(self, features: list[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         return self.head(self.fpn(features[0]))  # features[0]: (1, C, h, w), stride 16

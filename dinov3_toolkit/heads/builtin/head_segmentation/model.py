@@ -12,7 +12,7 @@ index), so it is predicted like any other class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -56,12 +56,12 @@ class ASPPDecoder(Head):
 
     def __init__(
         self,
+        class_names: Sequence[str],
         in_channels: int = 384,
-        num_classes: int = 134,
         proj_channels: int = 576,
         branch_channels: int = 288,
     ) -> None:
-        super().__init__()
+        super().__init__(class_names)
         self.initial = _conv_bn_relu(in_channels, proj_channels)
         self.project = _conv_bn_relu(proj_channels, branch_channels)
         self.branches = nn.ModuleList(
@@ -70,7 +70,7 @@ class ASPPDecoder(Head):
         self.branches_bn = nn.ModuleList(nn.BatchNorm2d(branch_channels) for _ in range(NUM_BRANCHES))
         self.fuse = _conv_bn_relu(branch_channels * NUM_BRANCHES, proj_channels)
         self.ds = DepthwiseSeparable(proj_channels)
-        self.classifier = nn.Conv2d(proj_channels, num_classes, 1)
+        self.classifier = nn.Conv2d(proj_channels, len(self.class_names), 1)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = self.project(self.initial(features[0]))  # (1, B, h, w) from (1, C, h, w), stride 16
