@@ -30,6 +30,7 @@ from dinov3_toolkit.overlays import draw_overlays
 
 from . import messages
 from .messages import DecodeError, compressed_to_rgb, image_to_rgb
+from .messages.backend import import_rosbags
 from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics, overlays_wanted
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -60,7 +61,7 @@ class BagImages:
     """
 
     def __init__(self, path: str | Path, topic: str | None = None, *, distro: str = "jazzy") -> None:
-        from rosbags.highlevel import AnyReader
+        AnyReader = import_rosbags("rosbags.highlevel").AnyReader  # noqa: N806  (a class)
 
         self.path = Path(path)
         if not self.path.exists():
@@ -152,7 +153,8 @@ class BagOutput:
         image_topic: str = DEFAULT_IMAGE_TOPIC,
         overwrite: bool = False,
     ) -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
+        rosbag2 = import_rosbags("rosbags.rosbag2")
+        StoragePlugin, Writer = rosbag2.StoragePlugin, rosbag2.Writer  # noqa: N806  (classes)
 
         if storage not in STORAGES:
             raise BagError(f"bag storage must be one of {STORAGES}, got {storage!r}")
@@ -276,7 +278,10 @@ def _make_room(path: Path, overwrite: bool) -> None:
 
 
 def _qos(topic: OutputTopic) -> Any:
-    """What the node offers on ``topic`` (``OutputTopic`` holds the rule), as rosbags records it."""
+    """What the node offers on ``topic`` (``OutputTopic`` holds the rule), as rosbags records it.
+
+    Called by a ``BagOutput``, which has already found rosbags.
+    """
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     never = QosTime(0, 0)

@@ -25,5 +25,9 @@ class OutputTaken(Dinov3Error, FileExistsError):
     """An output would overwrite an earlier run's (the user decides, with --overwrite)."""
 
 
+class OutputError(Dinov3Error, OSError):
+    """An output cannot be written: a folder that is a file or read-only, a missing video encoder."""
+
+
 class MissingExtra(Dinov3Error, ImportError):
     """An optional dependency that the requested feature needs is not installed; the message says how."""

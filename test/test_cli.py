@@ -176,10 +176,12 @@ def test_run_refuses_to_use_random_weights_unless_asked(tmp_path, capsys, no_wei
         (["run", "SAMPLE", "--random-weights", "--heads", "nope"], "unknown head(s) ['nope']"),
         (["run", "SAMPLE", "--random-weights", "--device", "gpu"], "device must be 'cpu', 'cuda' or 'cuda:N'"),
         (["bag", "no_bag_here", "--out", "x"], "bag no_bag_here does not exist"),
+        (["run", "SAMPLE", "--random-weights", "--out", "a_file"], "cannot write the run's outputs into a_file"),
     ],
 )
 def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys, monkeypatch, no_weights):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").touch()
     argv = [str(sample_images()[0]) if a == "SAMPLE" else a for a in argv]
     device = [] if "--device" in argv else ["--device", "cpu"]
     assert main([*argv, "--backbone", "vits16", "--size", "32", *device]) == 2

@@ -44,6 +44,8 @@ def test_example_manifest_is_complete():
         ("task: depth\nmodel: m.D\nclasses: ../names.txt\n", "'classes' must be a file name relative to"),
         ("task: depth\nmodel: m.D\n\xff\n", "is not valid YAML"),
         ("task: depth\nmodel: m.D\nthreshold_param: t\n", "'threshold_param' must name one of its numeric params []"),
+        ("task: depth\nmodel: m.D\nparams: {t: {default: 0.5}}\nthreshold_param: [t]\n",
+         "'threshold_param' must name one of its numeric params ['t'], got ['t']"),
         ("task: depth\nmodel: m.D\nparams: {t: {default: a}, u: {default: 0.5}}\nthreshold_param: t\n",
          "'threshold_param' must name one of its numeric params ['u'], got 't'"),
     ],

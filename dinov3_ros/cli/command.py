@@ -169,4 +169,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C while loading, before any output was opened
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-

@@ -118,8 +118,3 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-# ---- arguments ----------------------------------------------------------------------------------
-
-

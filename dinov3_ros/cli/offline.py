@@ -98,5 +98,3 @@ View the bag:
     if random_notice(engine):
         print(f"\n*** Reminder: {random_notice(engine)}. The outputs show the pipeline at work, not real results. ***")
     return status
-
-

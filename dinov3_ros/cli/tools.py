@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -74,9 +73,7 @@ def _message_builder() -> Any:
     M = messages.ros_messages() if importlib.util.find_spec("rclpy") else messages.bag_messages()
     header = messages.make_header(M, 0, 0, "camera")
 
-    def to_messages(result: FrameResult, rgb: np.ndarray) -> dict[str, Any]:
+    def to_messages(result: FrameResult, rgb: np.ndarray) -> dict[str, Any]:  # rgb: the benchmark's signature
         return frame_messages(M, header, result, FrameOverlays(), wanted=lambda topic: not topic.endswith("overlay"))
 
     return to_messages
-
-

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dinov3_toolkit.errors import Dinov3Error
+from dinov3_toolkit.errors import ConfigError, Dinov3Error, MissingExtra
 
 from ..vision_msgs_defs import VISION_MSGS
 
@@ -63,7 +63,7 @@ class RosMessages:
             try:
                 module = importlib.import_module(f"{package}.msg")
             except ImportError as e:
-                raise ImportError(
+                raise MissingExtra(
                     f"building {typename} needs the ROS package {package} "
                     f"(apt install ros-$ROS_DISTRO-{package.replace('_', '-')})"
                 ) from e
@@ -104,14 +104,21 @@ def ros_messages() -> RosMessages:
     return RosMessages()
 
 
+def import_rosbags(module: str) -> Any:
+    """A ``rosbags`` module, or a ``MissingExtra`` saying how to get it (a colcon install may lack the pip
+    requirements; see requirements.txt)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtra("bags and offline messages need rosbags: pip install 'rosbags>=0.11'") from e
+
+
 def bag_messages(distro: str = "humble") -> BagMessages:
     """The backend for offline tools and tests: rosbags messages with ``distro``'s definitions."""
     if distro not in DISTROS:
-        raise ValueError(f"no rosbags typestore for distro {distro!r}; expected one of {DISTROS}")
-    try:
-        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-    except ImportError as e:
-        raise ImportError("offline message conversion needs rosbags (pip install 'rosbags>=0.11')") from e
+        raise ConfigError(f"no rosbags typestore for distro {distro!r}; expected one of {DISTROS}")
+    typesys = import_rosbags("rosbags.typesys")
+    Stores, get_types_from_msg, get_typestore = typesys.Stores, typesys.get_types_from_msg, typesys.get_typestore
     typestore = get_typestore({"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}[distro])
     types: dict[str, Any] = {}
     for typename, text in VISION_MSGS.items():

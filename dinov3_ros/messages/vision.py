@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.results import Detections
 
 from .backend import ConversionError, MessageBackend, copy_header
@@ -57,7 +58,7 @@ def detections_to_msg(M: MessageBackend, det: Detections, header: Any, *, class_
 def check_class_id_mode(class_id: str) -> None:
     """``class_id`` must say how Detection2D names classes: ``name`` or ``index``."""
     if class_id not in CLASS_ID_MODES:
-        raise ValueError(f"class_id mode must be one of {CLASS_ID_MODES}, got {class_id!r}")
+        raise ConfigError(f"class_id mode must be one of {CLASS_ID_MODES}, got {class_id!r}")
 
 
 def _check_labels(det: Detections) -> None:

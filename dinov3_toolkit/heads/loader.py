@@ -182,10 +182,9 @@ def load_head(
         model = cls(**args)
     except Exception as e:  # the constructor is the head author's code
         raise HeadError(name, manifest.path, f"{cls.__name__}(**args) failed: {type(e).__name__}: {e}") from e
-    if model.class_names != class_names:
+    if getattr(model, "class_names", None) != class_names:
         raise HeadError(name, manifest.module_path, f"{cls.__name__}.__init__ must pass class_names to "
-                        f"Head.__init__: the model has {len(model.class_names)} names, the manifest's classes "
-                        f"{len(class_names)}")
+                        f"Head.__init__ (the manifest's classes file has {len(class_names)} names)")
     path = _find_weights(manifest, weights, random_weights)
     if path is not None:
         try:

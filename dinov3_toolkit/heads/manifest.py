@@ -179,10 +179,8 @@ def load_manifest(folder: str | Path) -> HeadManifest:
         raise fail(f"'trained_on' may only hold {sorted(_TRAINED_ON_KEYS)}, got {trained_on!r}")
     params = _parse_params(raw.get("params") or {}, fail)
     threshold_param = raw.get("threshold_param")
-    if threshold_param is not None and (threshold_param not in params
-                                        or not isinstance(params[threshold_param].default, (int, float))
-                                        or isinstance(params[threshold_param].default, bool)):
-        numeric = sorted(n for n, p in params.items() if type(p.default) in (int, float))
+    numeric = sorted(n for n, p in params.items() if type(p.default) in (int, float))  # bool excluded
+    if threshold_param is not None and threshold_param not in numeric:  # a list compares, never hashes
         raise fail(f"'threshold_param' must name one of its numeric params {numeric}, got {threshold_param!r}")
     return HeadManifest(
         name=name,

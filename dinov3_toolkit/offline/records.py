@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..engine import FrameResult
-from ..errors import ConfigError, OutputTaken
+from ..errors import ConfigError, OutputError, OutputTaken
 from ..results import DepthMap, Detections, SemanticLabels
 from .sources import SourceFrame
 
@@ -123,8 +123,11 @@ class RunOutput:
         self.overlays = overlays
         self.fps = fps
         self.frames = 0
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._records = (self.folder / RECORDS_FILE).open("w", encoding="utf-8")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._records = (self.folder / RECORDS_FILE).open("w", encoding="utf-8")
+        except OSError as e:  # --out names a file, or a folder this user cannot write
+            raise OutputError(f"cannot write the run's outputs into {self.folder}: {e}") from e
         self._video: cv2.VideoWriter | None = None
         self._video_size: tuple[int, int] = (0, 0)  # (H, W) of the video, set by its first frame
         self._video_frames = 0
@@ -151,7 +154,7 @@ class RunOutput:
         if path.suffix == ".npy":
             np.save(path, array)
         elif not cv2.imwrite(str(path), array):
-            raise OSError(f"cannot write {path}")
+            raise OutputError(f"cannot write {path}")
         return relative
 
     def _write_overlay(self, item: SourceFrame, overlay: np.ndarray | None) -> dict | None:
@@ -165,7 +168,7 @@ class RunOutput:
             path = self.folder / OVERLAY_VIDEO
             self._video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
             if not self._video.isOpened():
-                raise OSError(f"cannot write video {path} (OpenCV has no mp4v encoder here)")
+                raise OutputError(f"cannot write video {path} (OpenCV has no mp4v encoder here)")
             self._video_size = (height, width)
         if bgr.shape[:2] != self._video_size:  # a camera that changed resolution mid-run
             bgr = cv2.resize(bgr, self._video_size[::-1], interpolation=cv2.INTER_AREA)

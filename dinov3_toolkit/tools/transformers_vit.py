@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backbone.vit import DinoVisionTransformer, to_hf_state_dict
+from ..errors import MissingExtra
 
 
 def to_transformers(model: DinoVisionTransformer) -> Any:
@@ -21,7 +22,8 @@ def to_transformers(model: DinoVisionTransformer) -> Any:
     try:
         import transformers
     except ImportError as e:
-        raise ImportError("comparing with Hugging Face needs transformers: pip install 'transformers>=5.0'") from e
+        raise MissingExtra("comparing with Hugging Face needs transformers: pip install 'transformers>=5.0' "
+                           "(or skip that stage: dinov3 bench --no-transformers)") from e
     if not isinstance(model, DinoVisionTransformer):
         raise TypeError(f"only DINOv3 ViTs have a transformers twin here, got {type(model).__name__}")
     block = model.blocks[0]
