@@ -203,11 +203,12 @@ class BagOutput:
                 self._write(self._connections[name], log_time, msg)
         self._writer.write(self._input_connection(topic, msgtype), log_time, rawdata)
         wanted = self._connections.__contains__
-        drawn = overlays_wanted(frame.results, wanted)
-        overlays = draw_overlays(item.rgb, frame.results, heads=drawn["heads"], notice=self.notice,
-                                 combined=drawn["combined"] and overlay is None)  # the runner may have drawn it
-        if drawn["combined"] and overlay is not None:
-            overlays.combined = overlay
+        heads, combined = overlays_wanted(frame.results, wanted)
+        given = overlay if combined else None  # the runner draws the composite for its own files too
+        overlays = draw_overlays(item.rgb, frame.results, heads=heads, combined=combined and given is None,
+                                 notice=self.notice)
+        if given is not None:
+            overlays.combined = given
         outgoing = frame_messages(M, header, frame, overlays, wanted=wanted, class_id=self.class_id)
         for name, msg in outgoing.items():
             self._write(self._connections[name], log_time, msg)

@@ -304,8 +304,8 @@ class Dinov3Node(LifecycleNode):
         def wanted(topic: str) -> bool:  # overlays cost time: only drawn when watched
             return topic in pubs and (not topic.endswith(OVERLAY) or pubs[topic].get_subscription_count() > 0)
 
-        overlays = draw_overlays(rgb, frame.results, notice=self._random_notice(),
-                                 **overlays_wanted(frame.results, wanted))
+        heads, combined = overlays_wanted(frame.results, wanted)
+        overlays = draw_overlays(rgb, frame.results, heads=heads, combined=combined, notice=self._random_notice())
         outgoing = frame_messages(self._messages, header, frame, overlays, wanted=wanted,
                                   class_id=self.get_parameter("class_id").value)
         for topic, msg in outgoing.items():

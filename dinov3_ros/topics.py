@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dinov3_toolkit.engine import FrameResult
 from dinov3_toolkit.heads.loader import LoadedHead
@@ -97,9 +97,16 @@ def label_info_messages(M: MessageBackend, heads: Mapping[str, LoadedHead], head
     }
 
 
-def overlays_wanted(results: Mapping[str, Any], wanted: Callable[[str], bool]) -> dict[str, Any]:
-    """The ``draw_overlays`` arguments for the overlay topics ``wanted`` accepts: which heads, and the composite."""
-    return {"heads": [name for name in results if wanted(f"{name}/overlay")], "combined": wanted(OVERLAY)}
+class WantedOverlays(NamedTuple):
+    """Which overlays to draw for a frame: these heads' own, and whether the composite."""
+
+    heads: list[str]
+    combined: bool
+
+
+def overlays_wanted(results: Mapping[str, Any], wanted: Callable[[str], bool]) -> WantedOverlays:
+    """The overlays whose topics ``wanted`` accepts (overlays cost time: only those are drawn)."""
+    return WantedOverlays([name for name in results if wanted(f"{name}/overlay")], wanted(OVERLAY))
 
 
 def frame_messages(

@@ -76,7 +76,8 @@ def test_output_topics_follow_each_heads_task_and_classes():
 
 def messages_of(rgb, result, wanted, *, notice=None, class_id="name"):
     """What the node does per frame: the wanted overlays drawn first, then every message built."""
-    overlays = draw_overlays(rgb, result.results, notice=notice, **overlays_wanted(result.results, wanted))
+    heads, combined = overlays_wanted(result.results, wanted)
+    overlays = draw_overlays(rgb, result.results, heads=heads, combined=combined, notice=notice)
     return frame_messages(M, HEADER, result, overlays, wanted=wanted, class_id=class_id)
 
 
