@@ -25,6 +25,7 @@ import numpy as np
 from dinov3_toolkit.engine import FrameResult
 from dinov3_toolkit.errors import Dinov3Error
 from dinov3_toolkit.heads.loader import LoadedHead
+from dinov3_toolkit.offline.runner import FrameWriter
 from dinov3_toolkit.offline.sources import SourceFrame
 from dinov3_toolkit.overlays import draw_overlays
 
@@ -128,7 +129,7 @@ def pick_image_topic(images: Mapping[str, str], wanted: str | None, path: Path) 
     return next(iter(images))
 
 
-class BagOutput:
+class BagOutput(FrameWriter):
     """A rosbag2 being written, one whole frame at a time: the input image and the node's topics.
 
     ``heads`` decides the topics (``topics.output_topics``). The combined overlay
@@ -230,12 +231,6 @@ class BagOutput:
 
     def close(self) -> None:
         self._writer.close()
-
-    def __enter__(self) -> BagOutput:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def describe(self) -> str:
         """What was written where, for the closing summary."""

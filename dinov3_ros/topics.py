@@ -56,7 +56,7 @@ RESULT_TOPICS = {
 
 
 def result_topic(kind: ResultKind | None) -> ResultTopic | None:
-    return RESULT_TOPICS[kind.result_type] if kind is not None else None
+    return RESULT_TOPICS.get(kind.result_type) if kind is not None else None
 
 
 @dataclass(frozen=True)

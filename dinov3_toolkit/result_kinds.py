@@ -1,11 +1,17 @@
 """The kinds of result a head can return, in one table keyed by the result class.
 
-Each kind says which manifest ``task`` promises it and how the terminal sums it up in a few words;
-the ROS layer keeps the matching table (topic, message type, builder) in ``dinov3_ros.topics``.
-A head declares its kind through ``task`` and proves it on its first result: at warm-up, a head
-whose result contradicts its task is refused by name (``check_result``), so that publishers made
-from the task and messages made from the result can never disagree. A task not in the table
-(``task: embedding``) promises nothing: its results get an overlay and a record only.
+Each kind says which manifest ``task`` promises it, how the terminal sums it up,
+what its JSON record holds, which array ``dinov3 run`` keeps beside the record,
+and how it is drawn: over the camera image (``layer``) or as its own panel. The
+ROS layer keeps the matching table (topic, message type, builder) in
+``dinov3_ros.topics``; a new kind is one row here and one there.
+
+A head declares its kind through ``task`` and proves it on its first result: at
+warm-up, a head whose result contradicts its task is refused by name
+(``check_result``), so that publishers made from the task and messages made from
+the result can never disagree. A task not in the table (``task: embedding``)
+promises nothing: its results get a record naming their type, and an overlay
+once their head registers a kind for them (``register``).
 """
 
 from __future__ import annotations
@@ -16,52 +22,153 @@ from typing import Any
 
 import numpy as np
 
+from . import drawing
 from .results import DepthMap, Detections, SemanticLabels
+
+
+@dataclass(frozen=True)
+class SavedArray:
+    """An array ``dinov3 run`` writes beside the record: ``<folder>/<frame name>_<head><suffix>``.
+
+    ``.npy`` files hold the array as it is; any other suffix is an image format
+    OpenCV writes losslessly (``.png``)."""
+
+    folder: str
+    suffix: str
+    array: Callable[[Any], np.ndarray]
+
+
+def _type_name(result: object) -> str:
+    return type(result).__name__
+
+
+def _no_fields(result: object) -> dict[str, Any]:
+    return {"result_type": type(result).__name__}
+
+
+def _no_drawer(image: np.ndarray, result: object) -> np.ndarray:
+    raise TypeError(
+        f"no overlay drawer for result type {type(result).__module__}.{type(result).__qualname__}; register "
+        f"one with dinov3_toolkit.result_kinds.register(ResultKind({type(result).__name__}, task=..., draw=...)), "
+        f"draw being a function (image, result) -> RGB image"
+    )
 
 
 @dataclass(frozen=True)
 class ResultKind:
     result_type: type
     task: str  # the head.yaml task that promises this result
-    summary: Callable[[Any], str]  # a few words for the terminal, e.g. "3 boxes (person 0.91, ...)"
+    summary: Callable[[Any], str] = _type_name  # a few words for the terminal: "3 boxes (person 0.91, ...)"
+    record_type: str = "other"  # the record's "type" in frames.jsonl (see frame_record.schema.json)
+    record: Callable[[Any], dict[str, Any]] = _no_fields  # the record's other fields, JSON-ready
+    saved: SavedArray | None = None  # the array kept beside the record; its path is the record's "file"
+    draw: Callable[[np.ndarray, Any], np.ndarray] = _no_drawer  # (camera image, result) -> RGB picture
+    layer: int | None = None  # painted over the camera image in this order (lowest first); None: own panel
 
 
-def _detections(result: Detections) -> str:
+def _detections_summary(result: Detections) -> str:
     top = ", ".join(f"{name} {score:.2f}" for name, score in zip(result.names()[:3], result.scores[:3]))
     return f"{len(result)} boxes" + (f" ({top}{', ...' if len(result) > 3 else ''})" if len(result) else "")
 
 
-def _labels(result: SemanticLabels) -> str:
-    present = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
+def _detections_record(result: Detections) -> dict[str, Any]:
+    return {"detections": [
+        {"box": box, "score": score, "label": label, "class_name": result.class_names[label]}
+        for box, score, label in zip(result.boxes.tolist(), result.scores.tolist(), result.labels.tolist())
+    ]}
+
+
+def _pixels_per_class(result: SemanticLabels) -> np.ndarray:
+    return np.bincount(result.labels.ravel(), minlength=len(result.class_names))
+
+
+def _labels_summary(result: SemanticLabels) -> str:
+    present = _pixels_per_class(result)
     largest = [result.class_names[i] for i in np.argsort(present)[::-1][:3] if present[i]]
     n = np.count_nonzero(present)
     return f"{n} class{'es' if n != 1 else ''} ({', '.join(largest)}{', ...' if n > 3 else ''})"
 
 
-def _depth(result: DepthMap) -> str:
+def _labels_record(result: SemanticLabels) -> dict[str, Any]:
+    counts = _pixels_per_class(result)
+    return {"classes": [
+        {"label": int(i), "class_name": result.class_names[i], "pixels": int(counts[i])}
+        for i in np.flatnonzero(counts)
+    ]}
+
+
+def _depth_summary(result: DepthMap) -> str:
     return f"depth {np.nanmin(result.depth):.2f}..{np.nanmax(result.depth):.2f}"
 
 
+def _depth_record(result: DepthMap) -> dict[str, Any]:
+    finite = result.depth[np.isfinite(result.depth)]
+    return {
+        "unit": result.unit,
+        "min": float(finite.min()) if finite.size else None,
+        "max": float(finite.max()) if finite.size else None,
+    }
+
+
 KINDS = (
-    ResultKind(Detections, "detection", _detections),
-    ResultKind(SemanticLabels, "segmentation", _labels),
-    ResultKind(DepthMap, "depth", _depth),
+    ResultKind(Detections, "detection", _detections_summary, "detections", _detections_record,
+               draw=drawing.draw_detections, layer=1),  # boxes last, so label maps never hide them
+    ResultKind(SemanticLabels, "segmentation", _labels_summary, "labels", _labels_record,
+               SavedArray("labels", ".png", lambda result: result.labels), drawing.draw_segmentation, layer=0),
+    ResultKind(DepthMap, "depth", _depth_summary, "depth", _depth_record,
+               SavedArray("depth", ".npy", lambda result: result.depth), drawing.draw_depth_panel),
 )
 BY_TYPE = {kind.result_type: kind for kind in KINDS}
 BY_TASK = {kind.task: kind for kind in KINDS}
 
 
+def register(kind: ResultKind) -> ResultKind:
+    """Add a plug-in's own result kind (call it where the head's model is defined).
+
+    Its results then get their summary, overlay and saved array; their record is
+    the schema's ``other`` one (type name and file), and no topic is published
+    for them beyond the overlay (that table lives in the ROS layer). Built-in
+    kinds and tasks cannot be replaced.
+    """
+    if not isinstance(kind, ResultKind):
+        raise TypeError(f"register needs a ResultKind, got {kind!r}")
+    if kind.record_type != "other" or kind.record is not _no_fields:
+        raise ValueError(f"a plug-in kind ({kind.result_type.__name__}) keeps the 'other' record of "
+                         f"frames.jsonl's fixed schema: leave record_type and record unset")
+    taken = BY_TYPE.get(kind.result_type) or BY_TASK.get(kind.task)
+    if taken in KINDS:  # a plug-in's own kind may be registered again (its head loaded twice)
+        raise ValueError(f"result type {kind.result_type.__name__} / task {kind.task!r} is built in "
+                         f"({taken.result_type.__name__}, task {taken.task!r}); give a plug-in kind its own")
+    BY_TYPE[kind.result_type] = BY_TASK[kind.task] = kind
+    return kind
+
+
 def kind_of(result: object) -> ResultKind | None:
-    """The kind of ``result`` (subclasses count as their base), or None for a type of a plug-in's own."""
+    """The kind of ``result`` (subclasses count as their base), or None for a type nobody registered."""
     for cls in type(result).__mro__:
         if cls in BY_TYPE:
             return BY_TYPE[cls]
     return None
 
 
+def _kind_or_plain(result: object) -> ResultKind:
+    """Its kind, or one with the defaults (type name, "other" record, no drawer) for unregistered types."""
+    return kind_of(result) or ResultKind(type(result), "")
+
+
 def summary(result: object) -> str:
-    kind = kind_of(result)
-    return kind.summary(result) if kind else type(result).__name__
+    return _kind_or_plain(result).summary(result)
+
+
+def record(result: object, file: str | None) -> dict[str, Any]:
+    """The JSON record of one head's result; ``file`` is where its ``saved`` array went (if it has one)."""
+    kind = _kind_or_plain(result)
+    return {"type": kind.record_type, **({"file": file} if kind.saved else {}), **kind.record(result)}
+
+
+def draw(image: np.ndarray, result: object) -> np.ndarray:
+    """The overlay of one head's result, by its kind (a TypeError naming the type if none draws it)."""
+    return _kind_or_plain(result).draw(image, result)
 
 
 def check_result(task: str, result: object) -> str | None:

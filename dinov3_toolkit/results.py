@@ -3,7 +3,7 @@
 These are the only shapes the ROS layer knows how to publish (``Detections`` ->
 ``vision_msgs/Detection2DArray``, ``SemanticLabels`` -> a mono8/mono16 label
 image, ``DepthMap`` -> a 32FC1 image). A head may return any other object; it
-then still gets an overlay if it registers a drawer (see ``overlays``).
+then still gets an overlay if it registers a kind for it (see ``result_kinds``).
 
 All arrays live on the host (numpy): post-processing runs on the device and
 only these small results are copied back.

@@ -21,7 +21,7 @@ from dinov3_toolkit.offline.records import SCHEMA_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--backbone", "vits16", "--device", "cpu", "--size", "32"]
-BANNER_RED = (200, 0, 0)  # overlays.add_banner's strip colour (RGB)
+BANNER_RED = (200, 0, 0)  # drawing.add_banner's strip colour (RGB)
 
 
 @pytest.fixture

@@ -5,16 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dinov3_toolkit import overlays
-from dinov3_toolkit.overlays import (
-    add_banner,
-    composite,
-    draw_depth,
-    draw_detections,
-    draw_result,
-    draw_segmentation,
-    palette,
-)
+from dinov3_toolkit import result_kinds
+from dinov3_toolkit.drawing import add_banner, draw_depth, draw_detections, draw_segmentation, palette
+from dinov3_toolkit.overlays import composite
+from dinov3_toolkit.result_kinds import ResultKind
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
 H, W = 480, 640
@@ -294,39 +288,64 @@ def test_banner_red_strip_with_text():
     assert (long[:, -3:] > 230).all(axis=-1).sum() == 0
 
 
-def test_draw_result_dispatch_and_unknown_type():
+def test_the_kind_table_draws_each_result_and_names_an_unknown_type():
     image = _grey()
     det = _dets([[100, 80, 300, 200]], [5])
-    np.testing.assert_array_equal(draw_result(image, det), draw_detections(image, det))
+    np.testing.assert_array_equal(result_kinds.draw(image, det), draw_detections(image, det))
     depth = DepthMap(_ramp()[::2, ::2].copy())  # other size: resized to the image
-    assert draw_result(image, depth).shape == image.shape
+    assert result_kinds.draw(image, depth).shape == image.shape
 
     class Mystery:
         pass
 
-    with pytest.raises(TypeError, match=r"Mystery.*draw_result\.register"):
-        draw_result(image, Mystery())
-    with pytest.raises(TypeError, match="result class"):
-        draw_result.register("Mystery")
+    with pytest.raises(TypeError, match=r"Mystery.*result_kinds\.register"):
+        result_kinds.draw(image, Mystery())
+    with pytest.raises(TypeError, match="needs a ResultKind"):
+        result_kinds.register(Mystery)
+    with pytest.raises(ValueError, match="built in"):
+        result_kinds.register(ResultKind(Mystery, "depth"))  # a built-in task stays the built-in's
 
 
-def test_registered_drawer_used_by_draw_result_and_composite():
+@pytest.fixture
+def heat_kind(monkeypatch):
+    """A plug-in result kind, registered for one test only."""
+    monkeypatch.setattr(result_kinds, "BY_TYPE", dict(result_kinds.BY_TYPE))
+    monkeypatch.setattr(result_kinds, "BY_TASK", dict(result_kinds.BY_TASK))
+
     class Heat:
         def __init__(self, value: int) -> None:
             self.value = value
 
-    @draw_result.register(Heat)
-    def _draw_heat(image: np.ndarray, result: Heat) -> np.ndarray:
+    def draw_heat(image: np.ndarray, result: Heat) -> np.ndarray:
         return np.full_like(image, result.value)
 
+    result_kinds.register(ResultKind(Heat, "heat", draw=draw_heat))
+    return Heat
+
+
+def test_a_registered_kind_is_drawn_as_a_panel_of_the_composite(heat_kind):
     image = _grey()
-    np.testing.assert_array_equal(draw_result(image, Heat(7)), np.full_like(image, 7))
-    out = composite(image, {"heat": Heat(7)})
+    np.testing.assert_array_equal(result_kinds.draw(image, heat_kind(7)), np.full_like(image, 7))
+    out = composite(image, {"heat": heat_kind(7)})
     assert out.shape == (H, 2 * W, 3)
     np.testing.assert_array_equal(out[:H // 2, W:], 7)  # the panel, away from its caption
     np.testing.assert_array_equal(out[:, :W], image)  # nothing overlaid on the camera image
     assert _changed(out[-40:, W:W + 80], np.full((40, 80, 3), 7, np.uint8)).any()  # caption
-    assert overlays._drawers.dispatch(np.ndarray) is overlays._drawers.dispatch(object)  # nothing leaked
+    assert result_kinds.check_result("heat", heat_kind(1)) is None
+    assert "set task: heat" in result_kinds.check_result("embedding", heat_kind(1))
+
+
+def test_a_registered_kind_with_a_layer_is_painted_over_the_image_in_layer_order(heat_kind, monkeypatch):
+    image = _textured()
+    det = _dets([[300, 100, 500, 250]], [2])
+    layered = ResultKind(heat_kind, "heat", draw=lambda img, r: np.full_like(img, r.value), layer=2)
+    result_kinds.register(layered)
+    out = composite(image, {"heat": heat_kind(9), "det": det})
+    assert out.shape == image.shape  # no panel: it is a layer
+    assert (out[: H - 40] == 9).all()  # layer 2 over the boxes (layer 1), whatever the order given
+    result_kinds.register(ResultKind(heat_kind, "heat", draw=layered.draw, layer=0))
+    out = composite(image, {"heat": heat_kind(9), "det": det})
+    assert _changed(out, np.full_like(out, 9))[100:250, 300:500].any()  # now the boxes are on top
 
 
 def test_composite_layout():

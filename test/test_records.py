@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
+from dinov3_toolkit import result_kinds
 from dinov3_toolkit.engine import FrameResult, StageTimings
 from dinov3_toolkit.offline.records import OVERLAY_VIDEO, RECORDS_FILE, SCHEMA_PATH, RunOutput, frame_record
+from dinov3_toolkit.result_kinds import ResultKind, SavedArray
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 from dinov3_toolkit.offline.sources import SourceFrame
 
@@ -210,6 +212,26 @@ def test_empty_detections_and_custom_results_validate(validator):
     validator.validate(record)
     assert record["heads"]["det"] == {"type": "detections", "detections": []}
     assert record["heads"]["custom"] == {"type": "other", "result_type": "object"}
+
+
+def test_a_registered_kind_saves_its_array_and_records_the_file(validator, tmp_path, monkeypatch):
+    monkeypatch.setattr(result_kinds, "BY_TYPE", dict(result_kinds.BY_TYPE))
+    monkeypatch.setattr(result_kinds, "BY_TASK", dict(result_kinds.BY_TASK))
+
+    class Heat:
+        values = np.arange(12, dtype=np.float32).reshape(3, 4)
+
+    result_kinds.register(ResultKind(Heat, "heat", saved=SavedArray("heat", ".npy", lambda r: r.values)))
+    with RunOutput(tmp_path, overlays="none") as output:
+        output.write(item(0), fake_frame({"warm": Heat()}), None)
+    record = read_records(tmp_path)[0]
+    validator.validate(record)
+    assert record["heads"]["warm"] == {"type": "other", "file": "heat/img0_warm.npy", "result_type": "Heat"}
+    np.testing.assert_array_equal(np.load(tmp_path / "heat/img0_warm.npy"), Heat.values)
+    with RunOutput(tmp_path, overlays="none", overwrite=True):  # overwrite clears the kind's folder too
+        assert not (tmp_path / "heat").exists()
+    with pytest.raises(ValueError, match="'other' record"):
+        result_kinds.register(ResultKind(Heat, "heat", record_type="heat"))
 
 
 def test_the_schema_rejects_broken_records(validator):

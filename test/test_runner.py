@@ -14,7 +14,7 @@ import pytest
 from dinov3_toolkit.engine import Engine
 from dinov3_toolkit.overlays import composite
 from dinov3_toolkit.offline.records import RECORDS_FILE, RunOutput
-from dinov3_toolkit.offline.runner import RunSummary, run_frames
+from dinov3_toolkit.offline.runner import FrameWriter, RunSummary, run_frames
 from dinov3_toolkit.offline.sources import SourceFrame, open_source
 
 HEADS = ["detection", "segmentation", "depth"]
@@ -25,7 +25,7 @@ def engine(tiny_engine):
     return tiny_engine
 
 
-class Recorder:
+class Recorder(FrameWriter):
     """A FrameWriter that keeps what it was given; ``during_write`` runs inside each write."""
 
     def __init__(self, wants_overlay: bool = True, during_write=None) -> None:
@@ -39,6 +39,12 @@ class Recorder:
         if self.during_write is not None:
             self.during_write(item)
         self.completed.append(item.index)
+
+    def close(self) -> None:
+        pass  # nothing to finish: it keeps frames in memory
+
+    def describe(self) -> str:
+        return f"{len(self.written)} frame(s) in memory"
 
 
 def frames(n: int, unreadable: tuple[int, ...] = ()) -> list[SourceFrame]:

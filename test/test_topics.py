@@ -22,7 +22,7 @@ from dinov3_ros.topics import (
 from dinov3_toolkit.engine import Engine, FrameResult, StageTimings
 from dinov3_toolkit.heads import HeadManifest
 from dinov3_toolkit.overlays import FrameOverlays, composite, draw_overlays
-from dinov3_toolkit.result_kinds import BY_TYPE
+from dinov3_toolkit.result_kinds import KINDS
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
 
 M = messages.bag_messages("jazzy")
@@ -102,7 +102,7 @@ def test_overlays_are_drawn_only_when_wanted_and_messages_carry_the_ones_drawn(m
         raise AssertionError("an overlay nobody wants was drawn")
 
     monkeypatch.setattr("dinov3_toolkit.overlays.composite", no_drawing)
-    monkeypatch.setattr("dinov3_toolkit.overlays.draw_result", no_drawing)
+    monkeypatch.setattr("dinov3_toolkit.result_kinds.draw", no_drawing)
     messages = messages_of(rgb, result, lambda topic: not topic.endswith("overlay"))
     assert sorted(messages) == ["depth/depth", "detection/detections", "probe/labels", "segmentation/labels"]
 
@@ -149,4 +149,4 @@ def test_the_example_heads_label_info_threshold_is_its_own_threshold_parameter(n
 
 def test_every_result_kind_has_its_topic_and_no_other():
     """The ROS table is the toolkit's result-kind table's other half, keyed the same way."""
-    assert set(RESULT_TOPICS) == set(BY_TYPE)
+    assert set(RESULT_TOPICS) == {kind.result_type for kind in KINDS}

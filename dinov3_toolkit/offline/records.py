@@ -18,20 +18,19 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
+from .. import result_kinds
 from ..engine import FrameResult
 from ..errors import ConfigError, OutputError, OutputTaken
-from ..results import DepthMap, Detections, SemanticLabels
+from .runner import FrameWriter
 from .sources import SourceFrame
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "frame_record.schema.json"
 RECORDS_FILE = "frames.jsonl"
 OVERLAY_VIDEO = "overlay.mp4"
-_OUTPUT_DIRS = ("overlays", "labels", "depth")  # what an earlier run left, removed by ``overwrite``
 
 
 def check_run_folder(folder: str | Path, overwrite: bool) -> None:
@@ -54,7 +53,7 @@ def frame_record(item: SourceFrame, frame: FrameResult, files: dict[str, str], o
         "frame_id": item.frame_id,
         "width": width,
         "height": height,
-        "heads": {name: _result_record(result, files.get(name)) for name, result in frame.results.items()},
+        "heads": {name: result_kinds.record(result, files.get(name)) for name, result in frame.results.items()},
         "errors": {name: str(error) for name, error in frame.errors.items()},
         "overlay": overlay,
         "timings_ms": {
@@ -67,42 +66,16 @@ def frame_record(item: SourceFrame, frame: FrameResult, files: dict[str, str], o
     }
 
 
-def _result_record(result: object, file: str | None) -> dict[str, Any]:
-    if isinstance(result, Detections):
-        return {
-            "type": "detections",
-            "detections": [
-                {"box": box, "score": score, "label": label, "class_name": result.class_names[label]}
-                for box, score, label in zip(result.boxes.tolist(), result.scores.tolist(), result.labels.tolist())
-            ],
-        }
-    if isinstance(result, SemanticLabels):
-        counts = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
-        present = np.flatnonzero(counts)
-        return {
-            "type": "labels",
-            "file": file,
-            "classes": [
-                {"label": int(i), "class_name": result.class_names[i], "pixels": int(counts[i])} for i in present
-            ],
-        }
-    if isinstance(result, DepthMap):
-        finite = result.depth[np.isfinite(result.depth)]
-        return {
-            "type": "depth",
-            "file": file,
-            "unit": result.unit,
-            "min": float(finite.min()) if finite.size else None,
-            "max": float(finite.max()) if finite.size else None,
-        }
-    return {"type": "other", "result_type": type(result).__name__}
+def _output_dirs() -> set[str]:
+    """The folders a run writes, removed by ``overwrite``: overlays and every kind's saved arrays."""
+    return {"overlays"} | {kind.saved.folder for kind in result_kinds.BY_TYPE.values() if kind.saved}
 
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1e3, 3)
 
 
-class RunOutput:
+class RunOutput(FrameWriter):
     """Writes one frame at a time into ``folder`` (see the module docstring for the layout).
 
     ``overlays`` is ``"images"`` (one jpg per frame), ``"video"`` (one mp4 at
@@ -118,7 +91,7 @@ class RunOutput:
         self.folder = Path(folder)
         if overwrite:  # only what a run writes; anything else in the folder stays
             (self.folder / OVERLAY_VIDEO).unlink(missing_ok=True)
-            for name in _OUTPUT_DIRS:
+            for name in _output_dirs():
                 shutil.rmtree(self.folder / name, ignore_errors=True)
         self.overlays = overlays
         self.fps = fps
@@ -139,10 +112,8 @@ class RunOutput:
     def write(self, item: SourceFrame, frame: FrameResult, overlay: np.ndarray | None) -> None:
         files = {}
         for name, result in frame.results.items():
-            if isinstance(result, SemanticLabels):
-                files[name] = self._save(f"labels/{item.name}_{name}.png", result.labels)
-            elif isinstance(result, DepthMap):
-                files[name] = self._save(f"depth/{item.name}_{name}.npy", result.depth)
+            if (kind := result_kinds.kind_of(result)) is not None and (saved := kind.saved) is not None:
+                files[name] = self._save(f"{saved.folder}/{item.name}_{name}{saved.suffix}", saved.array(result))
         record = frame_record(item, frame, files, self._write_overlay(item, overlay))
         self._records.write(json.dumps(record, allow_nan=False) + "\n")
         self._records.flush()
@@ -180,12 +151,6 @@ class RunOutput:
         self._records.close()
         if self._video is not None:
             self._video.release()
-
-    def __enter__(self) -> RunOutput:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def describe(self) -> str:
         """What was written where, for the closing summary."""

@@ -9,13 +9,13 @@ going past unreadable frames and failing heads, and returns what happened.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -28,17 +28,31 @@ from .sources import SourceFrame
 log = logging.getLogger(__name__)
 
 
-class FrameWriter(Protocol):
-    """Something that stores processed frames (``records.RunOutput``, ``dinov3_ros.bag.BagOutput``)."""
+class FrameWriter(ABC):
+    """Something that stores processed frames (``records.RunOutput``, ``dinov3_ros.bag.BagOutput``).
 
-    @property
-    def wants_overlay(self) -> bool:
-        """Whether ``write`` uses the overlay (drawing one costs time)."""
-        ...
+    A context manager: leaving the ``with`` block closes it, whatever happened.
+    """
 
+    wants_overlay: bool  # whether ``write`` uses the overlay (drawing one costs time)
+
+    @abstractmethod
     def write(self, item: SourceFrame, frame: FrameResult, overlay: np.ndarray | None) -> None:
         """Store one whole frame; never called for frames that could not be read."""
-        ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish the output so that it is complete and readable."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """What was written where, for the closing summary."""
+
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass
