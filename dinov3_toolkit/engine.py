@@ -62,6 +62,31 @@ class FrameResult:
     image_size: tuple[int, int]  # (H, W) of the frame, the frame every result is in
 
 
+RANDOM_BACKBONE_SEED = 0
+
+
+def open_backbone(name: str, weights: str | Path | None = None, *, random_weights: bool = False,
+                  **overrides: Any) -> tuple[torch.nn.Module, bool]:
+    """Backbone ``name`` with its weights, found or given; (model, True) with random weights when none are
+    found and ``random_weights`` allows it (never when a file was named)."""
+    try:
+        return load_backbone(name, weights, **overrides), False
+    except WeightsNotFoundError as e:
+        if not random_weights or weights is not None:
+            raise
+        log.warning("%s\n-> running backbone %s with RANDOM weights", e, name)
+        return random_backbone_model(name, **overrides), True
+
+
+def random_backbone_model(name: str, **overrides: Any) -> torch.nn.Module:
+    """Backbone ``name`` with random weights, the same in every run and process (the global RNG is left
+    as it was): a head trained on random features (tests, smoke runs) meets the same features in
+    ``dinov3 run`` and ``dinov3 eval``, and two training processes agree."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_BACKBONE_SEED)
+        return create_backbone(name, **overrides)
+
+
 class Engine:
     """A backbone on a device and the heads that share its features."""
 
@@ -137,15 +162,8 @@ class Engine:
 
         spec = get_backbone_spec(backbone)
         keep_freed_memory()  # per-frame buffers are reused, not paged in anew (device.py)
-        overrides = dict(backbone_overrides or {})
-        random_backbone = False
-        try:
-            model = load_backbone(spec.name, backbone_weights, **overrides)
-        except WeightsNotFoundError as e:
-            if not random_weights or backbone_weights is not None:
-                raise
-            log.warning("%s\n-> running backbone %s with RANDOM weights", e, spec.name)
-            model, random_backbone = create_backbone(spec.name, **overrides), True
+        model, random_backbone = open_backbone(spec.name, backbone_weights, random_weights=random_weights,
+                                               **dict(backbone_overrides or {}))
         extractor = FeatureExtractor(model, spec, device=device, precision=precision, size=size, resize_mode=resize_mode)
 
         loaded = []

@@ -167,7 +167,7 @@ def test_extra_folder_may_be_a_head_or_hold_heads(tmp_path):
         find_head_folders([tmp_path / "nowhere"])
 
 
-@pytest.mark.parametrize("name", ["head.yaml", "model.py", "class_names.txt"])
+@pytest.mark.parametrize("name", ["head.yaml", "model.py", "loss.py", "class_names.txt"])
 def test_readme_shows_the_example_head_as_it_is(name):
     """The README's "Write your own head" example is the tested folder, verbatim."""
     readme = (PROBE.parents[1] / "README.md").read_text()

@@ -9,6 +9,9 @@ Subcommands:
   export     the backbone and heads as one ONNX graph, checked against onnxruntime
   bench      per-frame cost stage by stage, ratios, JSON and a plot (README, "Performance")
   backbones  every backbone variant, its size and whether its weights are found
+  train      a head trained on your data (COCO, VOC, masks, depth) -> a head folder the node loads
+  eval       a head folder scored on a labelled data set: mAP, mIoU, AbsRel, with plots
+  synth      a small synthetic data set in every format train reads
 
 It lives in the ROS layer because bags use ``messages`` (the node's code);
 it needs no ROS install, only ``rosbags`` for the bag outputs.

@@ -12,6 +12,8 @@ from dinov3_toolkit.config import DEFAULTS
 from dinov3_toolkit.device import PRECISIONS
 from dinov3_toolkit.errors import Dinov3Error
 from dinov3_toolkit.preprocess import RESIZE_MODES
+from dinov3_toolkit.training.train_head import DEFAULT_CACHE
+from dinov3_toolkit.training.trainer import AMP, SCHEDULES, TrainOptions
 
 from ..bag import STORAGES
 from ..messages import CLASS_ID_MODES, DISTROS
@@ -19,6 +21,7 @@ from .common import EXIT_INTERRUPTED, EXIT_USAGE
 from .info import cmd_backbones, cmd_check, cmd_heads
 from .offline import cmd_bag, cmd_demo, cmd_run
 from .tools import cmd_bench, cmd_export
+from .training import cmd_eval, cmd_synth, cmd_train
 
 
 def _positive_int(text: str) -> int:
@@ -41,6 +44,16 @@ def _frame_size(text: str) -> tuple[int, int]:
     if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
         raise argparse.ArgumentTypeError(f"frame size must be WIDTHxHEIGHT, e.g. 1280x720; got {text!r}")
     return int(height), int(width)
+
+
+class _KeyValue(argparse.Action):
+    """``--head-arg fpn_channels=96`` -> {"fpn_channels": 96} (YAML-typed value)."""
+
+    def __call__(self, parser, namespace, text, option_string=None):
+        key, sep, value = text.partition("=")
+        if not (sep and key):
+            parser.error(f"{option_string} takes NAME=VALUE; got {text!r}")
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), key: yaml.safe_load(value)})
 
 
 class _HeadParam(argparse.Action):
@@ -151,9 +164,83 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_options(bench, random_option=False)
     bench.set_defaults(func=cmd_bench)
 
+    _training_parsers(sub)
+
     backbones = sub.add_parser("backbones", help="every backbone variant, its size and whether its weights are found")
     backbones.set_defaults(func=cmd_backbones)
     return parser
+
+
+def _training_parsers(sub: argparse._SubParsersAction) -> None:
+    defaults = TrainOptions()
+    train = sub.add_parser("train", help="train a head on your data -> a head folder the node loads")
+    train.add_argument("head", help="template: a head name (detection, segmentation, depth, ...) or a head folder")
+    train.add_argument("--data", required=True, help="COCO/panoptic JSON, VOC folder, mask folder or depth folder")
+    train.add_argument("--out", required=True, help="the head folder to write, named head_<name>")
+    train.add_argument("--images", help="image folder for a JSON data set (default: images/ beside it)")
+    train.add_argument("--classes", help="class names file (one per line) fixing the names and their order")
+    train.add_argument("--val-data", help="a separate validation set (default: --val-fraction held out)")
+    train.add_argument("--val-images", help="image folder of --val-data")
+    train.add_argument("--val-fraction", type=float, default=0.1, help="held out for validation (default 0.1)")
+    train.add_argument("--head-arg", action=_KeyValue, metavar="NAME=VALUE",
+                       help="constructor argument over the template's args, e.g. fpn_channels=96 (repeatable)")
+    train.add_argument("--loss-arg", action=_KeyValue, metavar="NAME=VALUE",
+                       help="loss argument over the template's loss_args, e.g. kind=l1 for depth (repeatable)")
+    g = train.add_argument_group("recipe (defaults: the published ones, README 'Train your own head')")
+    g.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
+    g.add_argument("--batch", type=_positive_int, default=defaults.batch, help="over all processes together")
+    g.add_argument("--lr", type=_positive_float, default=defaults.lr)
+    g.add_argument("--schedule", default=defaults.schedule, choices=SCHEDULES,
+                   help="recipe: lr, then lr/10 for the second half (default)")
+    g.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    g.add_argument("--clip", type=float, default=defaults.clip, help="gradient-norm clip, 0 = off")
+    g.add_argument("--amp", default=defaults.amp, choices=list(AMP), help="mixed precision on CUDA")
+    g.add_argument("--augment", type=float, default=defaults.augment,
+                   help="probability of photometric augmentation in the augmented epochs")
+    g.add_argument("--augment-epochs", type=int, help="epochs with augmentation (default: the first half)")
+    g.add_argument("--seed", type=int, default=defaults.seed)
+    g.add_argument("--workers", type=int, default=defaults.workers, help="data-loader processes")
+    g.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="feature cache (default %(default)s)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    g.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    _backbone_options(train, size_default=DEFAULTS.size, backbone_default=DEFAULTS.backbone)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="score a head folder on a labelled data set (mAP, mIoU, AbsRel)")
+    evaluate.add_argument("head", help="a head folder, or the name of a head found")
+    evaluate.add_argument("--data", required=True, help="as for train")
+    evaluate.add_argument("--images", help="image folder for a JSON data set")
+    evaluate.add_argument("--classes", help="class names file")
+    evaluate.add_argument("--param", action=_KeyValue, metavar="NAME=VALUE",
+                          help="the head's parameter, e.g. score_threshold=0.3 (default: its manifest's)")
+    evaluate.add_argument("--median-scaling", action="store_true", help="depth: scale to the truth's median first")
+    evaluate.add_argument("--out", help="folder for metrics.json and plots")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _backbone_options(evaluate, size_default=None, backbone_default=None)
+    evaluate.set_defaults(func=cmd_eval)
+
+    synth = sub.add_parser("synth", help="write a small synthetic data set in every format train reads")
+    synth.add_argument("out", help="folder to write")
+    synth.add_argument("--images", type=_positive_int, default=8)
+    synth.add_argument("--height", type=_positive_int, default=96)
+    synth.add_argument("--width", type=_positive_int, default=128)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=cmd_synth)
+
+
+def _backbone_options(parser: argparse.ArgumentParser, *, size_default: int | None,
+                      backbone_default: str | None) -> None:
+    g = parser.add_argument_group("backbone (default: " + ("%s" % backbone_default if backbone_default else
+                                                          "what the head was trained on") + ")")
+    g.add_argument("--backbone", default=backbone_default, help="variant name (see `dinov3 backbones`)")
+    g.add_argument("--weights", help="backbone weights file or folder (default: searched)")
+    g.add_argument("--random-weights", action="store_true", help="a random backbone where no weights are found "
+                   "(tests, smoke runs: the same random weights every time)")
+    g.add_argument("--device", default=DEFAULTS.device, help="cpu, cuda or cuda:N (default %(default)s)")
+    g.add_argument("--precision", default=DEFAULTS.precision, choices=list(PRECISIONS))
+    g.add_argument("--size", type=_positive_int, default=size_default, help="input side in pixels")
+    g.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,12 @@ from .base import Head, HeadError
 from .manifest import HeadManifest, ParamSpec, load_manifest
 from .ops.boxes import batched_nms, box_iou
 from .ops.dense import labels_at, labels_to_host, resize_map, upsample_bilinear
+from .ops.losses import dice_loss, giou_loss, sigmoid_focal_loss, softmax_focal_loss
+from .training import BoxTargets, DepthTargets, HeadLoss, LabelTargets
 
 __all__ = [
-    "CheckpointError", "DepthMap", "Detections", "Head", "HeadError", "HeadManifest", "ParamSpec", "PreparedImage",
-    "SemanticLabels", "batched_nms", "box_iou", "labels_at", "labels_to_host", "load_manifest", "resize_map",
-    "upsample_bilinear",
+    "BoxTargets", "CheckpointError", "DepthMap", "DepthTargets", "Detections", "Head", "HeadError", "HeadLoss",
+    "HeadManifest", "LabelTargets", "ParamSpec", "PreparedImage", "SemanticLabels", "batched_nms", "box_iou",
+    "dice_loss", "giou_loss", "labels_at", "labels_to_host", "load_manifest", "resize_map", "sigmoid_focal_loss",
+    "softmax_focal_loss", "upsample_bilinear",
 ]

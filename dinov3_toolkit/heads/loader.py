@@ -26,6 +26,7 @@ from ..checkpoint import CheckpointError, load_into, read_state_dict
 from ..errors import NotFound
 from .base import Head, HeadError
 from .manifest import FOLDER_PREFIX, MANIFEST, HeadManifest, head_name, load_manifest
+from .training import HeadLoss
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +71,27 @@ def discover(extra_dirs: Iterable[str | Path] = ()) -> tuple[dict[str, HeadManif
 
 def import_head_class(manifest: HeadManifest) -> type[Head]:
     """The model class named by ``manifest.model``, imported from the head's folder."""
-    path = manifest.module_path
+    return _import_class(manifest, manifest.module, manifest.class_name, Head)
+
+
+def import_head_loss(manifest: HeadManifest) -> type[HeadLoss]:
+    """The loss class named by ``manifest.loss``; a head without one says it cannot be trained."""
+    if manifest.loss is None:
+        raise HeadError(manifest.name, manifest.path, "cannot be trained: its head.yaml names no 'loss' "
+                        "(a HeadLoss class in the head folder, e.g. loss: loss.MyLoss)")
+    return _import_class(manifest, *manifest.loss, HeadLoss)
+
+
+def _import_class(manifest: HeadManifest, module_name: str, class_name: str, base: type) -> type:
+    path = manifest.folder / (module_name.replace(".", "/") + ".py")
     try:
-        module = importlib.import_module(f"{_package_for(manifest.folder)}.{manifest.module}")
+        module = importlib.import_module(f"{_package_for(manifest.folder)}.{module_name}")
     except Exception as e:  # a head's code can fail to import in any way; report it as that head's error
         raise HeadError(manifest.name, path, f"cannot be imported: {type(e).__name__}: {e}") from e
-    cls = getattr(module, manifest.class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Head)):
-        raise HeadError(
-            manifest.name, path, f"has no class {manifest.class_name} derived from dinov3_toolkit.heads.Head"
-        )
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise HeadError(manifest.name, path,
+                        f"has no class {class_name} derived from {base.__module__.rsplit('.', 1)[0]}.{base.__name__}")
     return cls
 
 

@@ -39,7 +39,7 @@ from .base import HeadError
 MANIFEST = "head.yaml"
 FOLDER_PREFIX = "head_"
 _KEYS = {"description", "task", "model", "args", "classes", "weights", "layers", "trained_on", "params",
-         "threshold_param"}
+         "threshold_param", "loss", "loss_args", "provenance"}
 _PARAM_KEYS = {"default", "description", "min", "max", "choices"}
 _TRAINED_ON_KEYS = {"backbone", "size", "resize_mode"}
 _PARAM_TYPES = (bool, int, float, str)  # bool first: it is also an int
@@ -93,6 +93,9 @@ class HeadManifest:
     trained_on: dict[str, Any] = field(default_factory=dict)
     params: dict[str, ParamSpec] = field(default_factory=dict)
     threshold_param: str | None = None  # names the param whose value LabelInfo.threshold reports
+    loss: tuple[str, str] | None = None  # (module, class) of its HeadLoss; None: the head cannot be trained
+    loss_args: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)  # what `dinov3 train` made it from (free-form)
 
     def threshold(self, values: dict[str, Any]) -> float:
         """The head's confidence threshold for LabelInfo, from its current parameter ``values``; 0 without one."""
@@ -165,9 +168,15 @@ def load_manifest(folder: str | Path) -> HeadManifest:
     for key in ("task", "model"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise fail(f"needs '{key}' (a string), got {raw.get(key)!r}")
-    model = re.fullmatch(r"([A-Za-z_][\w.]*)\.([A-Za-z_]\w*)", raw["model"])
+    model = _class_path(raw["model"])
     if model is None:
         raise fail(f"'model' must be <module>.<Class>, got {raw['model']!r}")
+    loss = _class_path(raw["loss"]) if isinstance(raw.get("loss"), str) else None
+    if "loss" in raw and loss is None:
+        raise fail(f"'loss' must be <module>.<Class> of a HeadLoss in the folder, got {raw['loss']!r}")
+    for key in ("loss_args", "provenance"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise fail(f"'{key}' must be a mapping, got {raw[key]!r}")
     args = raw.get("args") or {}
     if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
         raise fail(f"'args' must be a mapping of constructor arguments, got {args!r}")
@@ -186,8 +195,8 @@ def load_manifest(folder: str | Path) -> HeadManifest:
         name=name,
         folder=folder,
         task=raw["task"],
-        module=model[1],
-        class_name=model[2],
+        module=model[0],
+        class_name=model[1],
         description=str(raw.get("description", "")),
         args=args,
         classes=_optional_path(folder, raw, "classes", fail),
@@ -196,7 +205,16 @@ def load_manifest(folder: str | Path) -> HeadManifest:
         trained_on=trained_on,
         params=params,
         threshold_param=threshold_param,
+        loss=loss,
+        loss_args=raw.get("loss_args") or {},
+        provenance=raw.get("provenance") or {},
     )
+
+
+def _class_path(value: str) -> tuple[str, str] | None:
+    """``"model.DinoFCOSHead"`` -> ("model", "DinoFCOSHead"); None if it is not <module>.<Class>."""
+    match = re.fullmatch(r"([A-Za-z_][\w.]*)\.([A-Za-z_]\w*)", value)
+    return (match[1], match[2]) if match else None
 
 
 def _optional_path(folder: Path, raw: dict, key: str, fail) -> Path | None:

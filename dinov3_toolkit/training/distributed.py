@@ -1,0 +1,82 @@
+"""Several processes through torchrun: which one this is, and the few collective steps training needs.
+
+`dinov3 train` runs unchanged under ``torchrun --nproc_per_node N``: torchrun sets
+RANK / WORLD_SIZE / LOCAL_RANK, and PyTorch's DistributedDataParallel averages
+the gradients. NCCL joins GPUs, gloo joins CPU processes (how the tests run it).
+One process alone needs no process group at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """The process that writes files and prints: the cache, checkpoints, logs, the head folder."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """The mean of each value over the processes (every process gets it)."""
+        if self.world == 1 or not values:
+            return values
+        keys = sorted(values)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64,
+                         device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(t)
+        return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
+
+    def any(self, flag: bool) -> bool:
+        """True on every process if ``flag`` is True on any (a stop asked for in one stops all)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order (pickled: keep it small)."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+
+def join(device: str) -> tuple[Processes, str]:
+    """This process's place among torchrun's, and its device (``cuda`` becomes ``cuda:<local rank>``)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Processes(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        if device not in ("cuda", f"cuda:{local_rank}"):
+            raise ConfigError(f"under torchrun each process takes the GPU of its local rank; use --device cuda, "
+                              f"not {device!r}")
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Processes(rank, world, local_rank), device
+
+
+def leave(processes: Processes) -> None:
+    if processes.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
