@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,11 @@ import torch
 from dinov3_ros.cli import main
 from dinov3_toolkit.checkpoint import read_state_dict, save_state_dict
 from dinov3_toolkit.heads import load_manifest
+from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.heads.loader import import_head_class
+from dinov3_toolkit.training.batches import Items
+from dinov3_toolkit.training.cache import FeatureCache
+from dinov3_toolkit.training.data import check_samples, load_dataset
 from dinov3_toolkit.training.data.synthetic import make_synthetic
 from dinov3_toolkit.training.train_head import TrainRequest, train_head
 from dinov3_toolkit.training.trainer import TrainOptions
@@ -108,8 +113,6 @@ def test_each_head_overfits_the_images_it_trained_on_and_an_untrained_one_does_n
     fresh = cls(**manifest.args, **({"class_names": classes} if classes else {}))
     save_state_dict(fresh.state_dict(), folder.parent / "fresh.pth")
     untrained = folder.parent / f"head_untrained_{task}"
-    import shutil
-
     shutil.copytree(folder, untrained)
     shutil.copy(folder.parent / "fresh.pth", untrained / "weights" / "model.pth")
     assert not reached(task, evaluate(untrained, task, synth, tmp_path / "untrained"))
@@ -127,6 +130,7 @@ def test_the_folder_holds_everything_the_node_needs(trained):
                  "report/curves.png", "report/precision_recall.png", "checkpoints/last.pt"):
         assert (folder / name).is_file(), name
     assert list((folder / "report").glob("val_*.jpg"))
+    assert list((folder / "report" / "tensorboard").glob("events.out.tfevents.*"))  # tensorboard is a test extra
 
 
 def test_dinov3_run_loads_the_folder_and_finds_what_eval_scored(trained, synth, tmp_path, capsys):
@@ -230,3 +234,48 @@ def test_synth_writes_every_format(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "s"), "--images", "3"]) == 0
     for name in ("instances.json", "panoptic.json", "classes.txt", "voc/Annotations"):
         assert (tmp_path / "s" / name).exists(), name
+
+
+def test_resuming_with_other_settings_is_refused_by_name(synth, cache, tmp_path, capsys):
+    out = tmp_path / "head_r"
+    args = ["train", "detection", "--data", str(synth / "instances.json"), "--out", str(out), *RECIPE["detection"],
+            *backbone("detection"), "--augment", "0", "--workers", "0", "--cache-dir", str(cache), "--quiet"]
+    assert main([*args[:-1], "--epochs", "1", "--quiet"]) == 0
+    assert main([*args, "--epochs", "1", "--resume", "--head-arg", "fpn_channels=16"]) == 2
+    assert "args differ" in capsys.readouterr().err
+    assert main([*args, "--epochs", "1", "--resume", "--lr", "1e-4"]) == 2
+    assert "options differ" in capsys.readouterr().err
+
+
+def test_the_template_folder_is_never_the_output(tmp_path, synth, capsys):
+    template = tmp_path / "head_probe"
+    shutil.copytree(ROOT / "examples" / "head_linear_probe", template)
+    assert main(["train", str(template), "--data", str(synth), "--out", str(template), "--overwrite",
+                 *backbone("segmentation")]) == 2
+    assert "template head's folder" in capsys.readouterr().err
+    assert (template / "model.py").is_file()  # not deleted by --overwrite
+
+
+def test_a_seed_outside_numpys_range_is_refused_before_any_work():
+    with pytest.raises(ConfigError, match="seed must be an integer in"):
+        TrainOptions(seed=-1)
+    with pytest.raises(ConfigError, match="seed must be an integer in"):
+        TrainOptions(seed=2**32)
+
+
+def test_an_image_missing_from_the_cache_goes_through_the_backbone(synth, tmp_path):
+    data = load_dataset("detection", synth / "instances.json")
+    cache = FeatureCache(tmp_path, backbone="x", checksum="0", size=128, resize_mode="stretch", precision="fp32",
+                         layers=[-1])
+    item = Items(data, check_samples(data), cache, None, ((128, 128), (8, 8)), seed=0)[0]
+    assert item["maps"] is None and item["image"].shape == (96, 128, 3)
+    cache.store(data.samples[0].image, [torch.ones(1, 4, 8, 8)])
+    item = Items(data, check_samples(data), cache, None, ((128, 128), (8, 8)), seed=0)[0]
+    assert item["image"] is None and item["maps"][0].shape == (4, 8, 8) and item["maps"][0].dtype == torch.float32
+
+
+def test_eval_refuses_a_folder_that_a_built_in_head_of_its_name_would_hide(tmp_path, synth, capsys):
+    shutil.copytree(ROOT / "dinov3_toolkit" / "heads" / "builtin" / "head_detection", tmp_path / "head_detection")
+    assert main(["eval", str(tmp_path / "head_detection"), "--data", str(synth / "instances.json"),
+                 *backbone("detection"), "--quiet"]) == 2
+    assert "would be scored instead" in capsys.readouterr().err

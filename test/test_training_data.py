@@ -317,3 +317,16 @@ def test_check_samples_lists_ten_problems_and_counts_all(tmp_path):
     message = str(error.value)
     assert "12 problem(s) in 12 samples" in message and "... and 2 more" in message
     assert message.count("cannot be decoded") == 10 and "img_009.png" in message and "img_010.png" not in message
+
+
+def test_check_samples_refuses_an_image_whose_size_differs_from_its_annotation(fresh):
+    edit_json(fresh / "instances.json", lambda raw: raw["images"][2].update(width=256, height=192))
+    with pytest.raises(DataError) as e:
+        check_samples(load_dataset("detection", fresh / "instances.json"))
+    assert "instances.json (image 'img_002.png')" in str(e.value) and "192x256 but it is 96x128" in str(e.value)
+
+
+def test_panoptic_classes_must_begin_with_background(fresh):
+    classes = write_lines(fresh / "names.txt", "square", "disc", "triangle")
+    with pytest.raises(DataError, match="need 'background' first"):
+        load_dataset("segmentation", fresh / "panoptic.json", classes=classes)

@@ -126,10 +126,8 @@ def test_detection_inputs_are_checked():
 def test_missing_pycocotools_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycocotools", None)
     monkeypatch.setitem(sys.modules, "pycocotools.coco", None)
-    meter = make_meter("detection", NAMES)
-    meter.update(boxes(), truth((A, 0)))
     with pytest.raises(MissingExtra, match="pycocotools: pip install pycocotools"):
-        meter.compute()
+        make_meter("detection", NAMES)  # before any work, not when the first epoch's metric is due
 
 
 SEG_NAMES = ("road", "car", "sky", "tree")

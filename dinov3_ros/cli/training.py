@@ -34,6 +34,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          "Ctrl-C again to stop now") as stop:
         report = train_head(request, options, stop=lambda: stop.requested)
     outcome = report.outcome
+    if not report.main:  # under torchrun, one process reports for all
+        return EXIT_INTERRUPTED if outcome.stopped else EXIT_OK
     if report.random_backbone:
         print("\n*** the backbone ran with RANDOM weights: this head is only useful with the same random "
               "backbone (tests, smoke runs) ***")

@@ -1,14 +1,15 @@
-"""Backbone features of training images, computed once and kept on disk as memory-mapped fp16 arrays.
+"""Backbone features of training images, computed once and kept on disk as fp16 ``.npy`` files.
 
 The backbone is frozen while a head trains, so an image's features are the
 same in every epoch and every later run: computing them once makes the epochs
 after the first cost only the head. A cache folder is keyed on everything the
 features depend on (backbone, a checksum of its weights, input size, resize
-mode and layers); an image's entry is keyed on its path, size and modification
-time, so an edited image is computed again. Entries are written to a temporary
-name and renamed, so an interrupted run never leaves half an array behind.
-Images that photometric augmentation changes bypass the cache (the trainer
-runs the backbone on them).
+mode, precision and layers); an image's entry is keyed on its path, size and
+modification time, so an edited image is computed again. Entries are
+memory-mapped when read (the page cache keeps them between epochs) and written
+under a temporary name, then renamed, so an interrupted run never leaves half an
+array behind. On disk an image takes C x h x w x 2 bytes per layer: 1.2 MB for
+vits16plus at 640, about 145 GB for COCO's 118k training images.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-
-from ..extractor import FeatureExtractor
 
 CACHE_VERSION = 1  # bump when the layout of an entry changes
 
@@ -40,17 +39,11 @@ def weights_checksum(model: nn.Module) -> str:
 class FeatureCache:
     """One folder of cached features for one backbone setting, under ``root``."""
 
-    def __init__(self, root: str | Path, extractor: FeatureExtractor, layers: Iterable[int], checksum: str) -> None:
-        self.extractor = extractor
+    def __init__(self, root: str | Path, *, backbone: str, checksum: str, size: int, resize_mode: str,
+                 precision: str, layers: Iterable[int]) -> None:
         self.layers = list(layers)
-        self.key = {
-            "version": CACHE_VERSION,
-            "backbone": extractor.spec.name,
-            "weights_sha256": checksum,
-            "size": extractor.preprocess.size,
-            "resize_mode": extractor.preprocess.mode,
-            "layers": self.layers,
-        }
+        self.key = {"version": CACHE_VERSION, "backbone": backbone, "weights_sha256": checksum, "size": size,
+                    "resize_mode": resize_mode, "precision": precision, "layers": self.layers}
         name = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
         self.folder = Path(root).expanduser() / name
 
@@ -61,11 +54,10 @@ class FeatureCache:
         return [self.folder / f"{ident}.{i}.npy" for i in range(len(self.layers))]
 
     def load(self, image: Path) -> list[torch.Tensor] | None:
-        """The cached maps of ``image``, each (C, h, w) float32, or None if it is not cached yet."""
+        """The cached maps of ``image``, each (C, h, w) float32, or None if it is not cached (yet)."""
         paths = self._entries(image)
         if not paths[-1].is_file():  # written last: the others exist too
             return None
-        # (C, h, w) float16 each, memory-mapped: read from disk (or the page cache) only as used
         return [torch.from_numpy(np.load(path, mmap_mode="r").astype(np.float32)) for path in paths]
 
     def missing(self, images: Iterable[Path]) -> list[Path]:

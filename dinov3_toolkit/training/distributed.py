@@ -8,6 +8,7 @@ One process alone needs no process group at all.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError
+
+TIMEOUT = datetime.timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,15 @@ def join(device: str) -> tuple[Processes, str]:
         if device not in ("cuda", f"cuda:{local_rank}"):
             raise ConfigError(f"under torchrun each process takes the GPU of its local rank; use --device cuda, "
                               f"not {device!r}")
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if local_rank >= found:
+            raise ConfigError(f"process {local_rank} of this machine needs GPU {local_rank} but {found} GPU(s) are "
+                              f"visible; start at most {found} processes per machine, or use --device cpu")
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        # The processes wait for each other while the feature cache fills: allow hours, not PyTorch's minutes.
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=TIMEOUT)
     return Processes(rank, world, local_rank), device
 
 

@@ -53,8 +53,10 @@ def eval_head(request: EvalRequest) -> dict[str, Any]:
         raise ConfigError(f"head {manifest.name!r} has task {manifest.task!r}; dinov3 eval scores "
                           f"{', '.join(TARGET_OF_TASK)}")
     trained_on = manifest.trained_on
+    # provenance names the weights tag too (vitl16.sat493m), trained_on only the architecture
+    backbone = request.backbone or manifest.provenance.get("backbone") or trained_on.get("backbone", "vits16plus")
     engine = Engine.create(
-        backbone=request.backbone or trained_on.get("backbone", "vits16plus"),
+        backbone=backbone,
         backbone_weights=request.backbone_weights,
         device=request.device,
         precision=request.precision,
@@ -68,6 +70,9 @@ def eval_head(request: EvalRequest) -> dict[str, Any]:
     if manifest.name in engine.failed:
         raise engine.failed[manifest.name]
     head = engine.heads[manifest.name]
+    if head.manifest.folder != manifest.folder:  # discovery keeps the first head of a name: a built-in one
+        raise ConfigError(f"{manifest.folder} has the name of head {manifest.name!r} at {head.manifest.folder}, "
+                          f"which would be scored instead; rename the folder")
     data = load_dataset(manifest.task, request.data, images=request.images, classes=request.classes)
     if head.class_names and data.class_names != head.class_names:
         raise ConfigError(f"the data's classes {list(data.class_names)} are not the head's "

@@ -97,6 +97,7 @@ class DetectionMeter(Meter):
     task = "detection"
 
     def __init__(self, class_names: Sequence[str]) -> None:
+        _cocoeval_classes()  # a missing pycocotools is said when the meter is made: before a run, not after it
         self.class_names = tuple(class_names)
         # One (gt boxes, gt labels, boxes, scores, labels) per image, in the order seen.
         self.images: list[tuple[np.ndarray, ...]] = []
@@ -153,11 +154,7 @@ class DetectionMeter(Meter):
         return self._precision
 
     def _cocoeval(self) -> np.ndarray:
-        try:
-            from pycocotools.coco import COCO
-            from pycocotools.cocoeval import COCOeval
-        except ImportError as e:
-            raise MissingExtra("detection metrics need pycocotools: pip install pycocotools") from e
+        COCO, COCOeval = _cocoeval_classes()
         gt, dt = COCO(), COCO()
         gt.dataset = {"images": [{"id": i + 1} for i in range(len(self.images))],
                       "categories": [{"id": k + 1, "name": n} for k, n in enumerate(self.class_names)],
@@ -175,6 +172,15 @@ class DetectionMeter(Meter):
             evaluation.evaluate()
             evaluation.accumulate()
         return evaluation.eval["precision"][:, :, :, 0, 0]
+
+
+def _cocoeval_classes() -> tuple[type, type]:
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError as e:
+        raise MissingExtra("detection metrics need pycocotools: pip install pycocotools") from e
+    return COCO, COCOeval
 
 
 def _add_boxes(annotations: list[dict[str, Any]], image_id: int, boxes: np.ndarray, labels: np.ndarray,
@@ -308,6 +314,15 @@ class DepthMeter(Meter):
         path = Path(folder) / "depth_vs_truth.png"
         plots.depth_histogram(path, self.histogram, _DEPTH_EDGES, median_scaled=self.relative)
         return [path]
+
+
+COUNTS = ("images", "objects", "detections", "pixels", "images_without_depth")
+
+
+def scores(metrics: dict[str, Any]) -> dict[str, float]:
+    """The metric values of ``compute``'s output: no counts, flags or per-class tables (logs, provenance)."""
+    return {k: v for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in COUNTS}
 
 
 def format_table(metrics: dict[str, Any]) -> str:

@@ -98,8 +98,9 @@ def depth_histogram(path: Path, counts: np.ndarray, edges: np.ndarray, *, median
     _save(fig, path)
 
 
-def training_curves(path: Path, history: Sequence[Mapping]) -> None:
-    """Each training loss term (log scale) and each validation metric, per epoch (``train_log.jsonl``)."""
+def training_curves(path: Path, history: Sequence[Mapping], metrics: Sequence[str]) -> None:
+    """Each training loss term (log scale) and each validation metric named in ``metrics``, per epoch
+    (``train_log.jsonl``)."""
     plt = _pyplot()
     epochs = [entry["epoch"] for entry in history]
     fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(10, 4))
@@ -107,9 +108,7 @@ def training_curves(path: Path, history: Sequence[Mapping]) -> None:
         loss_ax.plot(epochs, [entry["train"][part] for entry in history], label=part)
     loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log")
     loss_ax.legend()
-    numeric = [k for k, v in history[0]["val"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and k not in ("images", "objects", "detections", "pixels", "images_without_depth")]
-    for key in numeric:
+    for key in metrics:
         val_ax.plot(epochs, [entry["val"][key] for entry in history], label=key)
     val_ax.set(xlabel="epoch", ylabel="validation")
     val_ax.legend()

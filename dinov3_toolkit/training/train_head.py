@@ -33,6 +33,7 @@ from . import plots
 from .cache import FeatureCache, weights_checksum
 from .data import Dataset, check_samples, load_dataset, read_image
 from .distributed import Processes, join, leave
+from .evaluate import Meter, make_meter, scores
 from .head_folder import check_output, write_head_folder
 from .trainer import Trainer, TrainOptions, TrainOutcome, TrainSetup
 
@@ -74,6 +75,7 @@ class TrainReport:
     outcome: TrainOutcome
     metrics: dict[str, Any] | None  # the kept weights' validation metrics (None if no epoch finished)
     random_backbone: bool
+    main: bool = True  # the process that speaks for all (under torchrun, rank 0)
 
 
 def find_template(head: str, head_dirs: tuple[Path, ...] = ()) -> HeadManifest:
@@ -105,11 +107,15 @@ def _train(request: TrainRequest, options: TrainOptions, stop: Callable[[], bool
                         f"tasks: {', '.join(TARGET_OF_TASK)})")
     loss_cls = import_head_loss(template)
     folder = request.out.expanduser().resolve()
+    if folder == template.folder or folder in template.folder.parents:
+        raise ConfigError(f"--out {folder} is the template head's folder (or holds it); write the trained head to "
+                          f"a new folder")
     if processes.main:
         check_output(folder, resume=request.resume, overwrite=request.overwrite)
     processes.barrier()
 
     train, val = _datasets(request, template.task, options.seed)
+    make_meter(template.task, train.class_names)  # a missing evaluator (pycocotools) is said now, not after epoch 1
     train_sizes, val_sizes = check_samples(train), check_samples(val)
     log.info("data: %d training and %d validation images, %d classes (%s)", len(train), len(val),
              len(train.class_names), ", ".join(train.class_names[:8]) + (", ..." if len(train.class_names) > 8 else ""))
@@ -120,27 +126,34 @@ def _train(request: TrainRequest, options: TrainOptions, stop: Callable[[], bool
     layers = resolve_layer_indices(template.layers, backbone.num_layers)
     extractor = FeatureExtractor(backbone, spec, device=device, precision=request.precision, size=request.size,
                                  resize_mode="stretch", layers=layers)  # stretch: one input size, stacked batches
-    channels = extractor(np.zeros((request.size, request.size, 3), np.uint8)).maps[0].shape[1]
-    args = {**template.args, **({"in_channels": channels} if "in_channels" in template.args else {}),
+    probe = extractor(np.zeros((request.size, request.size, 3), np.uint8))  # the maps' width and size
+    geometry = (probe.image.input_size, tuple(probe.maps[0].shape[-2:]))
+    args = {**template.args, **({"in_channels": probe.maps[0].shape[1]} if "in_channels" in template.args else {}),
             **request.head_args}
     model = _build_head(template, train.class_names, args, options.seed)
     loss_args = {**template.loss_args, **request.loss_args}
     checksum = weights_checksum(backbone)
+    cache = FeatureCache(request.cache_dir, backbone=spec.name, checksum=checksum, size=request.size,
+                         resize_mode="stretch", precision=request.precision, layers=layers)
     setup = TrainSetup(
         model=model, loss=_build_loss(template, loss_cls, model, loss_args), params=template.resolve_params(),
-        extractor=extractor, cache=FeatureCache(request.cache_dir, extractor, layers, checksum),
-        train=train, val=val, train_sizes=train_sizes, val_sizes=val_sizes, folder=folder,
-        processes=processes, progress=request.progress,
+        extractor=extractor, cache=cache, geometry=geometry, train=train, val=val, train_sizes=train_sizes,
+        val_sizes=val_sizes, folder=folder, processes=processes, progress=request.progress,
+        fingerprint={"template": str(template.folder), "train": train.source, "val": val.source,
+                     "classes": list(train.class_names), "args": args, "loss_args": loss_args},
     )
     trainer = Trainer(setup, options)
     with _TensorBoard(folder / "report" / "tensorboard", processes.main) as tensorboard:
         outcome = trainer.fit(stop, resume=request.resume, on_epoch=tensorboard.log)
     if outcome.best_state is None:
-        return TrainReport(folder, outcome, None, random_backbone)
+        return TrainReport(folder, outcome, None, random_backbone, processes.main)
 
-    model.load_state_dict(outcome.best_state)
-    meter = trainer.validate(keep=4)  # the kept weights once more, for the report (every process takes part)
-    metrics = meter.compute()
+    if outcome.stopped:  # be quick: a scheduler's SIGTERM leaves seconds; the kept epoch's numbers will do
+        metrics, meter = outcome.best["val"], None
+    else:
+        model.load_state_dict(outcome.best_state)
+        meter = trainer.validate(keep=4)  # the kept weights once more, for the report (every process takes part)
+        metrics = meter.compute()
     if processes.main:
         provenance = {
             "template": str(template.folder),
@@ -153,7 +166,7 @@ def _train(request: TrainRequest, options: TrainOptions, stop: Callable[[], bool
             "weights_sha256": checksum,
             "epochs": len(outcome.history),
             "best_epoch": outcome.best["epoch"],
-            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            "metrics": scores(metrics),
             "options": asdict(options),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -163,7 +176,7 @@ def _train(request: TrainRequest, options: TrainOptions, stop: Callable[[], bool
                           provenance=provenance)
         _write_report(folder / "report", metrics, meter, outcome, val, trainer.kept)
     processes.barrier()
-    return TrainReport(folder, outcome, metrics, random_backbone)
+    return TrainReport(folder, outcome, metrics, random_backbone, processes.main)
 
 
 def _datasets(request: TrainRequest, task: str, seed: int) -> tuple[Dataset, Dataset]:
@@ -202,8 +215,7 @@ class _TensorBoard:
         if self.writer is None:
             return
         scalars = {"lr": entry["lr"], **{f"train/{k}": v for k, v in entry["train"].items()},
-                   **{f"val/{k}": v for k, v in entry["val"].items() if isinstance(v, (int, float))
-                      and not isinstance(v, bool)}}
+                   **{f"val/{k}": v for k, v in scores(entry["val"]).items()}}
         for name, value in scalars.items():
             self.writer.add_scalar(name, value, entry["epoch"])
         self.writer.flush()
@@ -224,9 +236,10 @@ def _build_loss(template: HeadManifest, cls: type, model: Any, loss_args: Mappin
                         f"{type(e).__name__}: {e}") from e
 
 
-def _write_report(report: Path, metrics: dict[str, Any], meter: Any, outcome: TrainOutcome, val: Dataset,
+def _write_report(report: Path, metrics: dict[str, Any], meter: Meter | None, outcome: TrainOutcome, val: Dataset,
                   kept: list[tuple[int, Any]]) -> None:
-    """metrics.json, the metric's plots, the training curves and the first validation images drawn."""
+    """metrics.json, the training curves and, after a whole run, the metric's plots and the first validation
+    images drawn."""
     report.mkdir(parents=True, exist_ok=True)
     (report / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False) + "\n")
     for index, result in kept:
@@ -234,7 +247,8 @@ def _write_report(report: Path, metrics: dict[str, Any], meter: Any, outcome: Tr
         drawn = result_kinds.draw(read_image(sample.image), result)
         cv2.imwrite(str(report / f"val_{Path(sample.name).stem}.jpg"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     try:
-        meter.plot(report)
-        plots.training_curves(report / "curves.png", outcome.history)
+        plots.training_curves(report / "curves.png", outcome.history, list(scores(metrics)))
+        if meter is not None:
+            meter.plot(report)
     except MissingExtra as e:  # the numbers are all in metrics.json and train_log.jsonl
         log.warning("no plots in %s: %s", report, e)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing as mp
 import os
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,20 +29,24 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..device import autocast
-from ..errors import ConfigError
+from ..errors import ConfigError, Dinov3Error
 from ..extractor import FeatureExtractor
 from ..heads import Head, HeadLoss, PreparedImage
-from .augment import augment_photometric
+from .batches import Items, as_list, take, to_device
 from .cache import FeatureCache
 from .data import Dataset, read_image
 from .distributed import Processes
 from .evaluate import PRIMARY, Meter, make_meter
 
 log = logging.getLogger(__name__)
+
+
+class TrainingError(Dinov3Error, RuntimeError):
+    """Training cannot go on as asked (a loss that is no longer finite, a checkpoint that does not fit)."""
 
 SCHEDULES = ("recipe", "cosine", "constant")
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -81,14 +86,21 @@ class TrainOptions:
             raise ConfigError(f"augment_epochs must be >= 0, got {self.augment_epochs}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise ConfigError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
+
+    @property
+    def first_half(self) -> int:
+        """Epochs of the recipes' first phase (augmented, at the full learning rate)."""
+        return (self.epochs + 1) // 2
 
     @property
     def augmented_epochs(self) -> int:
-        return (self.epochs + 1) // 2 if self.augment_epochs is None else min(self.augment_epochs, self.epochs)
+        return self.first_half if self.augment_epochs is None else min(self.augment_epochs, self.epochs)
 
     def lr_at(self, epoch: int) -> float:
         if self.schedule == "recipe":
-            return self.lr if epoch < (self.epochs + 1) // 2 else self.lr / 10
+            return self.lr if epoch < self.first_half else self.lr / 10
         if self.schedule == "cosine":
             return self.lr * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
         return self.lr
@@ -103,13 +115,14 @@ class TrainSetup:
     params: dict[str, Any]  # the head's parameter values that validation post-processes with
     extractor: FeatureExtractor
     cache: FeatureCache
+    geometry: tuple[tuple[int, int], tuple[int, int]]  # (input size, first feature map size), the same for all
     train: Dataset
     val: Dataset
     train_sizes: list[tuple[int, int]]  # (H, W) of every training image, from check_samples
     val_sizes: list[tuple[int, int]]
     folder: Path  # the output head folder; checkpoints/ and report/ go inside
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # what a resumed run must have in common
     processes: Processes = field(default_factory=Processes)
-    relative_depth: bool = False
     progress: bool = True  # progress bars (the main process only)
 
 
@@ -120,60 +133,6 @@ class TrainOutcome:
     best_state: dict[str, torch.Tensor] | None
     stopped: bool  # True if a stop was asked for before the last epoch ended
     feature_seconds: float  # time spent filling the feature cache before the first epoch
-
-
-class _Samples(torch.utils.data.Dataset):
-    """One item per sample: cached maps (or an augmented image to run the backbone on) and its target."""
-
-    def __init__(self, data: Dataset, sizes: list[tuple[int, int]], cache: FeatureCache, loss: HeadLoss | None,
-                 geometry: tuple[tuple[int, int], tuple[int, int]], augment: float, seed: int) -> None:
-        self.data, self.sizes, self.cache, self.loss = data, sizes, cache, loss
-        self.input_size, self.feature_size = geometry
-        self.augment, self.seed = augment, seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        sample = self.data.samples[i]
-        target = sample.load_target()
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        item: dict[str, Any] = {"index": i, "maps": None, "image": None}
-        if self.augment > 0 and rng.random() < self.augment:
-            item["image"] = augment_photometric(read_image(sample.image), rng)
-        else:
-            item["maps"] = self.cache.load(sample.image)
-        if self.loss is None:  # validation: the raw target, for the metric
-            item["target"] = target
-        else:
-            item["target"] = self.loss.encode(target, self.sizes[i], self.input_size, self.feature_size)
-        return item
-
-
-def _as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return batch  # items differ in kind (maps or image, any target): the trainer stacks them
-
-
-def _to(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: _to(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to(v, device) for v in obj)
-    return obj
-
-
-def take(outputs: Any, i: int) -> Any:
-    """Sample ``i`` of batched head outputs, batch dimension kept (what ``postprocess`` expects)."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs[i: i + 1]
-    if isinstance(outputs, dict):
-        return {k: take(v, i) for k, v in outputs.items()}
-    if isinstance(outputs, (list, tuple)):
-        return type(outputs)(take(v, i) for v in outputs)
-    raise TypeError(f"cannot split head outputs of type {type(outputs).__name__} into samples")
 
 
 class Trainer:
@@ -189,21 +148,17 @@ class Trainer:
             raise ConfigError(f"amp {options.amp} needs a CUDA device (this run is on {self.device})")
         self.amp = AMP[options.amp]
         self.scaler = torch.amp.GradScaler("cuda", enabled=options.amp == "fp16")
-        self.geometry = self._geometry()
         self.model = setup.model.to(self.device).train()
         self.net = DistributedDataParallel(self.model) if world > 1 else self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         self.checkpoints = setup.folder / "checkpoints"
         self.report = setup.folder / "report"
+        self.kept: list[tuple[int, Any]] = []  # (validation index, result) of the last validate(keep=...)
+        # Workers are forked where the platform can: a head's loss from an external folder lives in a
+        # package made at load time, which a spawned worker could not import.
+        self._context = "fork" if options.workers and "fork" in mp.get_all_start_methods() else None
 
     # --- features -----------------------------------------------------------------------------------------
-    def _geometry(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        """(input size, first feature map size): fixed for a training run (the stretch resize)."""
-        h, w = self.s.train_sizes[0]
-        input_size = self.s.extractor.preprocess.input_size(h, w)
-        maps = self._backbone([np.zeros((h, w, 3), np.uint8)])
-        return input_size, tuple(maps[0].shape[-2:])
-
     @torch.no_grad()
     def _backbone(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Feature maps (B, C, h, w) of RGB images; plain no_grad (not inference mode): they feed autograd."""
@@ -213,34 +168,34 @@ class Trainer:
         return [m.float() for m in maps]
 
     def fill_cache(self) -> float:
-        """Compute the features no run has cached yet (the main process writes; the others wait)."""
+        """Compute the features no run has cached yet: each process a share, each entry one writer."""
+        p = self.s.processes
         start = time.perf_counter()
-        if self.s.processes.main:
-            images = [s.image for s in (*self.s.train.samples, *self.s.val.samples)]
-            missing = self.s.cache.missing(dict.fromkeys(images))
-            for image in tqdm(missing, desc="features", unit="img", disable=not (missing and self.s.progress)):
-                self.s.cache.store(image, self._backbone([read_image(image)]))
-        self.s.processes.barrier()
+        images = list(dict.fromkeys(s.image for s in (*self.s.train.samples, *self.s.val.samples)))
+        mine = self.s.cache.missing(images)[p.rank:: p.world]  # every process lists the same, before any writes
+        for image in tqdm(mine, desc="features", unit="img", disable=not (mine and p.main and self.s.progress)):
+            self.s.cache.store(image, self._backbone([read_image(image)]))
+        p.barrier()
         return time.perf_counter() - start
 
     def _features(self, items: list[dict[str, Any]]) -> list[torch.Tensor]:
-        """The batch's maps, (B, C, h, w) per layer: cached ones as read, augmented images through the backbone."""
+        """The batch's maps, (B, C, h, w) per layer: cached ones as read, images through the backbone."""
         fresh = [item["image"] for item in items if item["maps"] is None]
         computed = iter(zip(*self._backbone(fresh))) if fresh else iter(())
-        per_item = [item["maps"] if item["maps"] is not None else [m for m in next(computed)] for item in items]
-        return [torch.stack(layer).to(self.device) for layer in zip(*per_item)]
+        per_item = [item["maps"] if item["maps"] is not None else list(next(computed)) for item in items]
+        return [torch.stack([m.to(self.device) for m in layer]) for layer in zip(*per_item)]
 
     # --- loops --------------------------------------------------------------------------------------------
-    def _loader(self, items: _Samples, shuffle: bool) -> tuple[DataLoader, DistributedSampler | None]:
+    def _loader(self, dataset: torch.utils.data.Dataset, order: Sequence[int]) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.local_batch, sampler=list(order), collate_fn=as_list,
+                          num_workers=self.o.workers, multiprocessing_context=self._context)
+
+    def _order(self, items: Items, epoch: int) -> list[int]:
+        """This process's samples of ``epoch``, in order: a seeded shuffle, sharded (PyTorch's sampler)."""
         p = self.s.processes
-        if shuffle:
-            sampler = DistributedSampler(items, num_replicas=p.world, rank=p.rank, shuffle=True, seed=self.o.seed)
-            dataset: torch.utils.data.Dataset = items
-        else:  # validation: each process its own share, none repeated
-            sampler, dataset = None, Subset(items, range(p.rank, len(items), p.world))
-        loader = DataLoader(dataset, batch_size=self.local_batch, sampler=sampler, collate_fn=_as_list,
-                            num_workers=self.o.workers, persistent_workers=False)
-        return loader, sampler
+        sampler = DistributedSampler(items, num_replicas=p.world, rank=p.rank, shuffle=True, seed=self.o.seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
 
     def fit(self, stop: Callable[[], bool] = lambda: False, resume: bool = False,
             on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainOutcome:
@@ -248,28 +203,28 @@ class Trainer:
         log entry in the main process (TensorBoard, for one)."""
         o, p = self.o, self.s.processes
         state = self._resume() if resume else {"epoch": 0, "step": 0, "running": {}, "history": [], "best": None}
-        feature_seconds = self.fill_cache()
-        train = _Samples(self.s.train, self.s.train_sizes, self.s.cache, self.s.loss, self.geometry, 0.0, o.seed)
-        loader, sampler = self._loader(train, shuffle=True)
         best_state = self._read_best() if state["best"] else None
+        feature_seconds = self.fill_cache()
+        train = Items(self.s.train, self.s.train_sizes, self.s.cache, self.s.loss, self.s.geometry, o.seed)
         for epoch in range(state["epoch"], o.epochs):
             start = time.perf_counter()
             train.epoch = epoch
             train.augment = o.augment if epoch < o.augmented_epochs else 0.0
-            sampler.set_epoch(epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = o.lr_at(epoch)
             running, skip = state["running"], state["step"]
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{o.epochs}", unit="batch", leave=False, disable=not (p.main and self.s.progress))
-            for step, items in enumerate(bar):
-                if step < skip:
-                    continue  # done before the interruption: same order, same samples
+            order = self._order(train, epoch)[skip * self.local_batch:]  # after a resume: only the steps not done
+            bar = tqdm(self._loader(train, order), desc=f"epoch {epoch + 1}/{o.epochs}", unit="batch", leave=False,
+                       initial=skip, total=skip + math.ceil(len(order) / self.local_batch),
+                       disable=not (p.main and self.s.progress))
+            for step, items in enumerate(bar, start=skip):
                 losses = self._step(items, epoch, step)
                 for k, v in losses.items():
                     running[k] = running.get(k, 0.0) + v
                 running["steps"] = running.get("steps", 0) + 1
                 bar.set_postfix(loss=f"{running['loss'] / running['steps']:.4f}")
                 if p.any(stop()):  # all processes stop at the same step, or DDP would wait forever
+                    running = p.mean(running)  # one process's sums stand for all: their mean is what is logged
                     self._save_last({**state, "epoch": epoch, "step": step + 1, "running": running})
                     return TrainOutcome(state["history"], state["best"], best_state, True, feature_seconds)
             train_losses = p.mean({k: v / running["steps"] for k, v in running.items() if k != "steps"})
@@ -286,9 +241,9 @@ class Trainer:
             state = {**state, "epoch": epoch + 1, "step": 0, "running": {}}
             self._save_last(state)
             self._write_log(state["history"])
-            if p.main and on_epoch is not None:
-                on_epoch(entry)
             if p.main:
+                if on_epoch is not None:
+                    on_epoch(entry)
                 key, _ = PRIMARY[self.task]
                 value = "n/a" if metrics[key] is None else f"{metrics[key]:.4f}"
                 log.info("epoch %d/%d: loss %.4f, val %s %s (%.1f s)", epoch + 1, o.epochs, train_losses["loss"],
@@ -300,19 +255,21 @@ class Trainer:
 
     def _step(self, items: list[dict[str, Any]], epoch: int, step: int) -> dict[str, float]:
         # Dropout and any other randomness in the head: fixed by the run's position, so a resumed run matches.
-        torch.manual_seed(((self.o.seed * 1_000_003 + epoch) * 1_000_003 + step) * 1_000 + self.s.processes.rank)
+        position = [self.o.seed, epoch, step, self.s.processes.rank]
+        torch.manual_seed(int(np.random.SeedSequence(position).generate_state(1, np.uint64)[0] >> np.uint64(1)))
         features = self._features(items)
-        targets = _to([item["target"] for item in items], self.device)
+        targets = to_device([item["target"] for item in items], self.device)
         with autocast(self.device, self.amp) if self.amp is not None else nullcontext():
             losses = self.s.loss(self.net(features), targets)
         total = losses["loss"]
         if not torch.isfinite(total):
-            raise FloatingPointError(f"the loss became {total.item()} at epoch {epoch + 1}, step {step + 1} "
-                                     f"(parts: {({k: float(v) for k, v in losses.items()})}); lower --lr or use --clip")
+            parts = ", ".join(f"{k} {float(v):.4g}" for k, v in losses.items())
+            raise TrainingError(f"the loss is {total.item()} at epoch {epoch + 1}, step {step + 1} ({parts}); "
+                                f"lower --lr, keep --clip on, or check the data")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if self.o.clip > 0:
-            self.scaler.unscale_(self.optimizer)
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not fp16-scaled ones
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.o.clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -320,23 +277,23 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, keep: int = 0) -> Meter:
-        """The validation metric of the current weights over all processes; ``keep`` first results in
-        ``self.kept`` (for the report's overlays)."""
-        items = _Samples(self.s.val, self.s.val_sizes, self.s.cache, None, self.geometry, 0.0, self.o.seed)
-        loader, _ = self._loader(items, shuffle=False)
-        meter = make_meter(self.task, self.s.val.class_names, relative_depth=self.s.relative_depth)
-        self.kept: list[tuple[int, Any]] = []
+        """The validation metric of the current weights over all processes; the first ``keep`` results go
+        to ``self.kept`` (for the report's overlays)."""
+        p = self.s.processes
+        items = Items(self.s.val, self.s.val_sizes, self.s.cache, None, self.s.geometry, self.o.seed)
+        meter = make_meter(self.task, self.s.val.class_names)
+        self.kept = []
         self.model.eval()
-        for batch in loader:
+        for batch in self._loader(items, range(p.rank, len(items), p.world)):  # each process its own share
             outputs = self.model(self._features(batch))
             for i, item in enumerate(batch):
-                image = PreparedImage(torch.empty(0), self.s.val_sizes[item["index"]], self.geometry[0])
+                image = PreparedImage(torch.empty(0), self.s.val_sizes[item["index"]], self.s.geometry[0])
                 result = self.model.postprocess(take(outputs, i), image, self.s.params)
                 meter.update(result, item["target"])
                 if len(self.kept) < keep:
                     self.kept.append((item["index"], result))
         self.model.train()
-        gathered = self.s.processes.gather(meter)
+        gathered = p.gather(meter)
         for other in gathered[1:]:
             gathered[0].merge(other)
         return gathered[0]
@@ -356,19 +313,25 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "options": asdict(self.o),
-            "cache_key": self.s.cache.key,
+            "settings": self._settings(),
         })
+
+    def _settings(self) -> dict[str, Any]:
+        """What a resumed run must share with the stopped one to end where the whole run would have."""
+        options = {k: v for k, v in asdict(self.o).items() if k != "workers"}
+        return {"options": options, "cache": self.s.cache.key, "processes": self.s.processes.world,
+                **self.s.fingerprint}
 
     def _resume(self) -> dict[str, Any]:
         path = self.checkpoints / "last.pt"
         if not path.is_file():
             raise ConfigError(f"--resume: {path} does not exist (nothing to resume; start without --resume)")
         saved = torch.load(path, map_location="cpu", weights_only=False)
-        changed = {k for k, v in asdict(self.o).items() if k != "workers" and saved["options"].get(k) != v}
-        if changed or saved["cache_key"] != self.s.cache.key:
-            what = ", ".join(sorted(changed)) or "the backbone, its weights, size or resize mode"
-            raise ConfigError(f"--resume: {path} was made with other settings ({what}); resume with the same ones")
+        now = self._settings()
+        changed = sorted(k for k in {*now, *saved["settings"]} if now.get(k) != saved["settings"].get(k))
+        if changed:
+            raise ConfigError(f"--resume: {path} was made with other settings ({', '.join(changed)} differ); resume "
+                              f"with the same command, or start again with --overwrite")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scaler.load_state_dict(saved["scaler"])
@@ -377,7 +340,11 @@ class Trainer:
         return {k: saved[k] for k in ("epoch", "step", "running", "history", "best")}
 
     def _read_best(self) -> dict[str, torch.Tensor]:
-        return torch.load(self.checkpoints / "best.pt", map_location="cpu", weights_only=True)
+        path = self.checkpoints / "best.pt"
+        if not path.is_file():
+            raise ConfigError(f"--resume: {path} is missing (last.pt says an epoch was kept); start again with "
+                              f"--overwrite")
+        return torch.load(path, map_location="cpu", weights_only=True)
 
     def _write_log(self, history: list[dict[str, Any]]) -> None:
         """report/train_log.jsonl, rewritten whole from the checkpointed history (so it matches after a resume)."""
@@ -403,7 +370,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-
-

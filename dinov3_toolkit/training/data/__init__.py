@@ -82,6 +82,11 @@ def check_samples(dataset: Dataset) -> list[tuple[int, int]]:
             sizes.append(size)
         except DataError as e:
             problems.append(e)
+        if size is not None and sample.declared_size not in (None, size):
+            problems.append(DataError(sample.target_file or dataset.source, f"says the image is "
+                                      f"{sample.declared_size[0]}x{sample.declared_size[1]} but it is "
+                                      f"{size[0]}x{size[1]} (height x width): its boxes would be misplaced",
+                                      f"image '{sample.name}'"))
         try:
             target = sample.load_target()
         except DataError as e:

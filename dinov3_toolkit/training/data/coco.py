@@ -68,7 +68,8 @@ def _instance_samples(path: Path, raw: dict, entries: dict[int, dict], images: P
         labels[image["id"]].append(label(annotation, where))
     return tuple(
         Sample(images / image["file_name"], image["file_name"],
-               KeptTarget(box_targets(boxes[image_id], labels[image_id], image["width"], image["height"])), path)
+               KeptTarget(box_targets(boxes[image_id], labels[image_id], image["width"], image["height"])), path,
+               (image["height"], image["width"]))
         for image_id, image in entries.items())
 
 
@@ -164,6 +165,9 @@ def _categories(path: Path, raw: dict, classes: tuple[str, ...] | None,
         raise DataError(path, "lists no categories: there is no class to learn")
     if classes is None:
         classes = (BACKGROUND,) * background + tuple(names[i] for i in sorted(names))
+    elif background and classes[0] != BACKGROUND:  # void pixels are label 0: it must not be a real class
+        raise DataError(path, f"panoptic classes need {BACKGROUND!r} first (void and unlabelled pixels are class "
+                              f"0), the classes file starts with {classes[0]!r}")
     return classes, partial(_label, path, names, classes)
 
 

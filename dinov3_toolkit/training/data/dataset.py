@@ -42,6 +42,7 @@ class Sample:
     name: str  # unique in its data set: the image path relative to the image folder
     load_target: Callable[[], Target]
     target_file: Path | None = None  # the mask, depth map or annotation file the target comes from, for errors
+    declared_size: tuple[int, int] | None = None  # (H, W) the annotations give the image, which it must have
 
 
 @dataclass(frozen=True)

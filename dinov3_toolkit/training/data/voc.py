@@ -54,8 +54,9 @@ def read_voc(folder: Path, *, images: Path | None = None, classes: tuple[str, ..
                                 f"object {number}")
             labels.append(classes.index(name))
         boxes = [box for _, box in a.objects]
+        declared = (int(a.height), int(a.width)) if math.isfinite(a.width) else None  # <size> is optional
         samples.append(Sample(images / a.image, a.image, KeptTarget(box_targets(boxes, labels, a.width, a.height)),
-                              a.file))
+                              a.file, declared))
     return Dataset("detection", classes, tuple(samples), str(folder))
 
 
