@@ -1,8 +1,9 @@
 """``dinov3 train`` as a function: a template head, labelled data and a backbone in, a head folder out.
 
-Every check that can fail runs before the first feature is computed: the
-output folder, the template's loss, the data (every image and target decoded
-once), the backbone and the head's constructor. A run that starts, finishes.
+Every check that can fail on the user's input runs before the first feature is
+computed: the output folder, the template's loss, the evaluator, the data (every
+image and target decoded once), the backbone and the head's constructor, so that
+bad input never costs an epoch.
 """
 
 from __future__ import annotations
