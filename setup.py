@@ -29,7 +29,8 @@ setup(
     # Head folders ship whole, found by pattern, so that adding one never needs an edit here.
     package_data={
         "dinov3_toolkit": ["offline/samples/*.jpg", "offline/*.schema.json",
-                           *(f"heads/builtin/head_*/{files}" for files in ("*.py", "*.yaml", "*.txt", "weights/README.md"))]
+                           *(f"heads/{kind}/head_*/{files}" for kind in ("builtin", "templates")
+                             for files in ("*.py", "*.yaml", "*.txt", "weights/README.md"))]
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

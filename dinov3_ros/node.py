@@ -114,6 +114,7 @@ class Dinov3Node(LifecycleNode):
                 heads=p["heads"] or None,
                 head_dirs=p["head_dirs"],
                 random_weights=p["random_weights"],
+                stream_gap_s=p["stream_gap"],
             )
         except Exception as e:  # missing weights, unknown head, bad device: the loader's message says which
             self._log_failure("configure failed", e)
@@ -170,6 +171,8 @@ class Dinov3Node(LifecycleNode):
         """Unsubscribe and pause: returns at once, a frame being processed finishes unpublished."""
         self._unsubscribe()
         self._worker.pause()
+        if self._engine is not None:  # flow after a reactivation must not pair frames from before it
+            self._engine.forget_streams()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -292,7 +295,8 @@ class Dinov3Node(LifecycleNode):
         except DecodeError as e:  # counted as undecodable, never as processed (no output, no latency)
             self._log_once(f"decode:{e.kind}", f"skipping frames that cannot be decoded: {e}")
             raise Rejected(str(e)) from e
-        frame = engine(rgb)
+        stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        frame = engine(rgb, stream="camera", stamp_ns=stamp_ns)  # the node has one camera: one stream
         self._timings.append(frame.timings)
         for name, error in frame.errors.items():
             self._log_once(f"head:{name}:{type(error.__cause__).__name__}", str(error))

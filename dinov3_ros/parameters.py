@@ -55,6 +55,8 @@ NODE_PARAMS = (
               choices=RELIABILITIES),
     NodeParam("frame_timeout", 5.0, "seconds without a frame before the node warns why (0: never)",
               min=0.0, max=3600.0, live=True),
+    NodeParam("stream_gap", DEFAULTS.stream_gap_s, "seconds between frames beyond which temporal heads (flow) "
+              "start anew instead of pairing them", min=0.001, max=3600.0),
     NodeParam("class_id", "name", "Detection2D class_id: the class name, or its index as a string",
               choices=CLASS_ID_MODES, live=True),
     NodeParam("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.1, max=60.0),

@@ -23,7 +23,7 @@ from dinov3_toolkit.engine import FrameResult
 from dinov3_toolkit.heads.loader import LoadedHead
 from dinov3_toolkit.overlays import FrameOverlays
 from dinov3_toolkit.result_kinds import BY_TASK, ResultKind, kind_of
-from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
+from dinov3_toolkit.results import DepthMap, Detections, FlowField, SemanticLabels
 
 from . import messages
 from .messages import MessageBackend
@@ -38,7 +38,7 @@ class ResultTopic:
 
     suffix: str
     msgtype: str
-    build: Callable[..., Any]  # (M, result, header, class_id) -> message
+    build: Callable[..., Any]  # (M, result, header, class_id) -> message, or None when there is nothing to send
 
 
 # The ROS half of dinov3_toolkit.result_kinds, keyed the same way (by result class); a test keeps the
@@ -52,6 +52,8 @@ RESULT_TOPICS = {
                                 lambda M, result, header, class_id: messages.labels_to_msg(M, result, header)),
     DepthMap: ResultTopic("depth", IMAGE,
                           lambda M, result, header, class_id: messages.depth_to_msg(M, result, header)),
+    FlowField: ResultTopic("flow", IMAGE,  # None on a frame without flow: nothing is published
+                           lambda M, result, header, class_id: messages.flow_to_msg(M, result, header)),
 }
 
 
@@ -129,7 +131,8 @@ def frame_messages(
     out: dict[str, Any] = {}
     for name, result in frame.results.items():
         if (published := result_topic(kind_of(result))) and wanted(topic := f"{name}/{published.suffix}"):
-            out[topic] = published.build(M, result, header, class_id)
+            if (msg := published.build(M, result, header, class_id)) is not None:
+                out[topic] = msg
     for name, image in overlays.heads.items():
         out[f"{name}/overlay"] = messages.rgb_to_msg(M, image, header)
     if overlays.combined is not None:

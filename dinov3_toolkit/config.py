@@ -17,6 +17,7 @@ class EngineDefaults:
     precision: str = "fp32"
     size: int = 640  # network input side in pixels: the heads' training resolution
     resize_mode: str = "stretch"  # to size x size, as the heads were trained
+    stream_gap_s: float = 1.0  # a stream silent for longer starts anew: flow across the gap would mislead
 
 
 DEFAULTS = EngineDefaults()

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .preprocess import check_rgb_image
-from .results import DepthMap, Detections, SemanticLabels
+from .results import DepthMap, Detections, FlowField, SemanticLabels
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _GOLDEN = 0.618033988749895  # hue step: consecutive classes land far apart on the colour wheel
@@ -224,4 +224,66 @@ def caption(image: np.ndarray, text: str) -> np.ndarray:
     """``text`` on a dark box in the bottom-left corner: which heads a picture shows."""
     out = check_rgb_image(image).copy()
     _put_label(out, text, 0, out.shape[0], _DARK, _text_style(out.shape))
+    return out
+
+
+def _colour_wheel() -> np.ndarray:
+    """(55, 3) the Middlebury flow colour wheel (Baker et al., 2007): red, yellow, green, cyan, blue, magenta."""
+    ramps = ((15, 0, 1, True), (6, 1, 0, False), (4, 1, 2, True), (11, 2, 1, False), (13, 2, 0, True),
+             (6, 0, 2, False))  # (entries, channel held at 255, channel that changes, rising)
+    rows = []
+    for n, full, changing, rising in ramps:
+        for i in range(n):
+            row = [0, 0, 0]
+            row[full] = 255
+            row[changing] = 255 * i // n if rising else 255 - 255 * i // n
+            rows.append(row)
+    return np.array(rows, dtype=np.float64)
+
+
+_WHEEL = _colour_wheel()
+
+
+def flow_to_rgb(flow: np.ndarray, min_motion: float = 0.0, max_motion: float | None = None) -> np.ndarray:
+    """Middlebury colour coding of (H, W, 2) flow as RGB uint8: hue = direction, saturation = speed.
+
+    Speeds below ``min_motion`` pixels are white (no motion); speeds are divided by
+    ``max_motion``, or by the largest speed in the frame when None, so full colour
+    means the fastest motion and the legend says how fast that is.
+    """
+    u, v = (np.nan_to_num(flow[..., i].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0) for i in (0, 1))
+    speed = np.hypot(u, v)
+    still = speed < min_motion
+    u, v, speed = np.where(still, 0.0, u), np.where(still, 0.0, v), np.where(still, 0.0, speed)
+    scale = max_motion if max_motion is not None else (float(speed.max()) or 1.0)
+    u, v, speed = u / (scale + 1e-5), v / (scale + 1e-5), speed / (scale + 1e-5)
+    angle = np.arctan2(-v, -u) / np.pi
+    position = (angle + 1) / 2 * (len(_WHEEL) - 1)
+    k0 = np.floor(position).astype(int)
+    k1 = (k0 + 1) % len(_WHEEL)
+    f = (position - k0)[..., None]
+    colour = ((1 - f) * _WHEEL[k0] + f * _WHEEL[k1]) / 255  # (H, W, 3)
+    fast = (speed > 1)[..., None]
+    colour = np.where(fast, colour * 0.75, 1 - speed[..., None] * (1 - colour))
+    return np.floor(255 * colour).astype(np.uint8)
+
+
+def draw_flow_panel(image: np.ndarray, result: FlowField) -> np.ndarray:
+    """The flow as its own picture at the image's size, with a legend: the colour wheel and the speed of
+    full colour; a frame without flow says why."""
+    h, w = check_rgb_image(image).shape[:2]
+    style = _text_style((h, w))
+    if result.flow is None:
+        out = np.full((h, w, 3), _DARK, np.uint8)
+        _put_label(out, f"no flow: {result.reason}", 0, h // 2, _DARK, style)
+        return out
+    flow = result.flow if result.flow.shape[:2] == (h, w) else cv2.resize(result.flow, (w, h))
+    fastest = float(np.hypot(flow[..., 0], flow[..., 1]).max()) if flow.size else 0.0
+    out = flow_to_rgb(flow, min_motion=min(1.0, fastest / 10))
+    side = min(h, w, max(24, min(h, w) // 6))  # the legend: each direction's colour at full speed
+    ys, xs = np.mgrid[-1:1:side * 1j, -1:1:side * 1j]
+    legend = flow_to_rgb(np.stack([xs, ys], -1).astype(np.float32), max_motion=1.0)
+    legend[np.hypot(xs, ys) > 1] = _DARK
+    out[h - side:, w - side:] = legend
+    _put_label(out, f"max {fastest:.1f} px", 0, 0, _DARK, style)
     return out

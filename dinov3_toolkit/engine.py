@@ -63,6 +63,15 @@ class FrameResult:
 
 
 RANDOM_BACKBONE_SEED = 0
+WARMUP_STREAM = "warm-up"  # the blank frames' own stream, forgotten after the warm-up
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A stream's previous frame, kept for temporal heads: its backbone maps and when it was taken."""
+
+    maps: list[torch.Tensor]
+    stamp_ns: int | None
 
 
 def open_backbone(name: str, weights: str | Path | None = None, *, random_weights: bool = False,
@@ -103,6 +112,8 @@ class Engine:
         self.heads: dict[str, LoadedHead] = {}
         self.failed: dict[str, HeadError] = dict(failed or {})  # heads that could not be loaded
         self.random_backbone = random_backbone
+        self.stream_gap_s = DEFAULTS.stream_gap_s
+        self._streams: dict[str, _Kept] = {}  # stream -> its previous frame, for temporal heads
         self._wanted: dict[str, list[int]] = {}  # head name -> backbone layers it reads
         for head in heads:
             try:
@@ -137,6 +148,7 @@ class Engine:
         random_weights: bool = False,
         warmup: bool = True,
         backbone_overrides: Mapping[str, Any] | None = None,
+        stream_gap_s: float = DEFAULTS.stream_gap_s,
     ) -> Engine:
         """Load a backbone and the enabled heads (``None``: every head found).
 
@@ -147,7 +159,7 @@ class Engine:
         frame so that the first camera frame is not slow and a head that cannot
         run at all is caught at start.
         """
-        manifests, failed = discover(head_dirs)
+        manifests, failed = discover(head_dirs, templates=heads is not None)  # templates only when named
         names = list(manifests) + [n for n in failed if n not in manifests] if heads is None else list(heads)
         if len(set(names)) != len(names):
             raise ConfigError(f"heads must be named once each, got {names}")
@@ -164,7 +176,8 @@ class Engine:
         keep_freed_memory()  # per-frame buffers are reused, not paged in anew (device.py)
         model, random_backbone = open_backbone(spec.name, backbone_weights, random_weights=random_weights,
                                                **dict(backbone_overrides or {}))
-        extractor = FeatureExtractor(model, spec, device=device, precision=precision, size=size, resize_mode=resize_mode)
+        extractor = FeatureExtractor(model, spec, device=device, precision=precision, size=size,
+                                     resize_mode=resize_mode)
 
         loaded = []
         for name in names:
@@ -184,6 +197,7 @@ class Engine:
             _warn_if_trained_elsewhere(head, spec.arch, size, resize_mode)
             loaded.append(head)
         engine = cls(extractor, loaded, failed=failed, random_backbone=random_backbone)
+        engine.stream_gap_s = stream_gap_s
         if warmup:
             engine.warmup()
         for error in engine.failed.values():
@@ -210,16 +224,43 @@ class Engine:
         """The feature maps head ``name`` reads, out of the backbone's maps for ``self.layers``."""
         return [maps[i] for i in self._picks[name]]
 
-    def head_forward(self, name: str, maps: list[torch.Tensor]) -> Any:
-        """Head ``name``'s raw outputs on the backbone's maps, at the engine's precision."""
+    def head_forward(self, name: str, maps: list[torch.Tensor], previous: list[torch.Tensor] | None = None) -> Any:
+        """Head ``name``'s raw outputs on the backbone's maps (and, for a temporal head, the previous frame's
+        of its stream), at the engine's precision."""
         with torch.inference_mode():
             with autocast(self.extractor.device, self.extractor.dtype):
-                return self.heads[name].model(self.head_inputs(name, maps))
+                model = self.heads[name].model
+                if model.temporal:
+                    return model(self.head_inputs(name, maps), self.head_inputs(name, previous))
+                return model(self.head_inputs(name, maps))
+
+    def _previous(self, stream: str, stamp_ns: int | None, maps: list[torch.Tensor]) -> tuple[list | None, str]:
+        """The kept maps of ``stream``'s previous frame, or None and why there are none to use."""
+        kept = self._streams.get(stream)
+        if kept is None:
+            return None, f"first frame of stream {stream!r}: flow needs two"
+        if [m.shape for m in kept.maps] != [m.shape for m in maps]:
+            return None, f"the frame size changed on stream {stream!r}"
+        if stamp_ns is not None and kept.stamp_ns is not None:
+            gap = (stamp_ns - kept.stamp_ns) / 1e9
+            if gap <= 0:
+                return None, f"time went back {-gap:.3f} s on stream {stream!r}: a new sequence starts"
+            if gap > self.stream_gap_s:
+                return None, f"a gap of {gap:.3f} s on stream {stream!r} (more than {self.stream_gap_s:g} s)"
+        return kept.maps, ""
+
+    def forget_streams(self) -> None:
+        """Drop every stream's kept frame (the node does when it is deactivated: the next frame starts anew)."""
+        self._streams.clear()
 
     def warmup(self) -> None:
         """Run a blank frame; heads that fail on it, or whose result contradicts their task, move to ``failed``."""
         side = self.extractor.preprocess.size
-        frame = self(np.zeros((side, side, 3), dtype=np.uint8))
+        blank = np.zeros((side, side, 3), dtype=np.uint8)
+        frame = self(blank, stream=WARMUP_STREAM)
+        if any(head.model.temporal for head in self.heads.values()):  # a second frame runs their forward too
+            frame = self(blank, stream=WARMUP_STREAM)
+        self._streams.pop(WARMUP_STREAM, None)
         for name, error in frame.errors.items():
             self.failed[name] = HeadError(name, error.path, f"{error.message} (the warm-up run on a blank frame)")
             self.failed[name].__cause__ = error.__cause__
@@ -232,8 +273,9 @@ class Engine:
         if dropped:
             self._plan_layers()
 
-    def __call__(self, image: np.ndarray) -> FrameResult:
-        """Run every head on one RGB uint8 (H, W, 3) frame."""
+    def __call__(self, image: np.ndarray, *, stream: str = "default", stamp_ns: int | None = None) -> FrameResult:
+        """Run every head on one RGB uint8 (H, W, 3) frame of ``stream`` (one per camera or source), taken
+        at ``stamp_ns``; temporal heads pair it with the stream's previous frame (see ``_previous``)."""
         sync = self.synchronize
         start = time.perf_counter()
         prepared = self.extractor.preprocess(image)
@@ -247,10 +289,15 @@ class Engine:
         errors: dict[str, HeadError] = {}
         forward_s: dict[str, float] = {}
         post_s: dict[str, float] = {}
+        temporal = any(head.model.temporal for head in self.heads.values())
+        previous, why = self._previous(stream, stamp_ns, maps) if temporal else (None, "")
         for name, head in list(self.heads.items()):
+            if head.model.temporal and previous is None:
+                results[name] = head.model.first_result(why)
+                continue
             t0 = time.perf_counter()
             try:
-                outputs = self.head_forward(name, maps)
+                outputs = self.head_forward(name, maps, previous)
                 sync()
                 t1 = time.perf_counter()
                 with torch.inference_mode():
@@ -260,6 +307,8 @@ class Engine:
                 continue
             forward_s[name] = t1 - t0
             post_s[name] = time.perf_counter() - t1
+        if temporal:
+            self._streams[stream] = _Kept(maps, stamp_ns)
         timings = StageTimings(
             preprocess=after_pre - start, backbone=after_backbone - after_pre, heads=forward_s, postprocess=post_s
         )

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import drawing
-from .results import DepthMap, Detections, SemanticLabels
+from .results import DepthMap, Detections, FlowField, SemanticLabels
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,12 @@ class SavedArray:
     """An array ``dinov3 run`` writes beside the record: ``<folder>/<frame name>_<head><suffix>``.
 
     ``.npy`` files hold the array as it is; any other suffix is an image format
-    OpenCV writes losslessly (``.png``)."""
+    OpenCV writes losslessly (``.png``). ``array`` may give None (a flow head's
+    first frame): nothing is written and the record's file is null."""
 
     folder: str
     suffix: str
-    array: Callable[[Any], np.ndarray]
+    array: Callable[[Any], np.ndarray | None]
 
 
 def _type_name(result: object) -> str:
@@ -110,6 +111,21 @@ def _depth_record(result: DepthMap) -> dict[str, Any]:
     }
 
 
+def _flow_speed(result: FlowField) -> np.ndarray:
+    return np.hypot(result.flow[..., 0], result.flow[..., 1])
+
+
+def _flow_summary(result: FlowField) -> str:
+    return f"no flow ({result.reason})" if result.flow is None else f"flow up to {_flow_speed(result).max():.1f} px"
+
+
+def _flow_record(result: FlowField) -> dict[str, Any]:
+    if result.flow is None:
+        return {"reason": result.reason, "mean_px": None, "max_px": None}
+    speed = _flow_speed(result)
+    return {"reason": None, "mean_px": float(speed.mean()), "max_px": float(speed.max())}
+
+
 KINDS = (
     ResultKind(Detections, "detection", _detections_summary, "detections", _detections_record,
                draw=drawing.draw_detections, layer=1),  # boxes last, so label maps never hide them
@@ -117,6 +133,8 @@ KINDS = (
                SavedArray("labels", ".png", lambda result: result.labels), drawing.draw_segmentation, layer=0),
     ResultKind(DepthMap, "depth", _depth_summary, "depth", _depth_record,
                SavedArray("depth", ".npy", lambda result: result.depth), drawing.draw_depth_panel),
+    ResultKind(FlowField, "flow", _flow_summary, "flow", _flow_record,
+               SavedArray("flow", ".npy", lambda result: result.flow), drawing.draw_flow_panel),
 )
 BY_TYPE = {kind.result_type: kind for kind in KINDS}
 BY_TASK = {kind.task: kind for kind in KINDS}

@@ -2,7 +2,7 @@
 
 These are the only shapes the ROS layer knows how to publish (``Detections`` ->
 ``vision_msgs/Detection2DArray``, ``SemanticLabels`` -> a mono8/mono16 label
-image, ``DepthMap`` -> a 32FC1 image). A head may return any other object; it
+image, ``DepthMap`` -> a 32FC1 image, ``FlowField`` -> a 32FC2 image). A head may return any other object; it
 then still gets an overlay if it registers a kind for it (see ``result_kinds``).
 
 All arrays live on the host (numpy): post-processing runs on the device and
@@ -79,6 +79,27 @@ class DepthMap:
     def __post_init__(self) -> None:
         if self.depth.ndim != 2 or self.depth.dtype != np.float32:
             raise ValueError(f"DepthMap needs an (H, W) float32 map, got {self.depth.dtype} {self.depth.shape}")
+
+
+@dataclass(frozen=True)
+class FlowField:
+    """Optical flow from the previous frame of the same stream to this one, in this (original) frame's pixels.
+
+    ``flow`` is (H, W, 2) float32: u (x, right) then v (y, down); the pixel at
+    (x, y) in the previous frame is near (x + u, y + v) in this one. Displacement
+    per frame pair, not per second. None when the frame has no usable previous
+    one (the stream's first frame, a gap, time going back): ``reason`` says why.
+    """
+
+    flow: np.ndarray | None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.flow is None:
+            if not self.reason:
+                raise ValueError("a FlowField without flow needs the reason")
+        elif self.flow.ndim != 3 or self.flow.shape[2] != 2 or self.flow.dtype != np.float32:
+            raise ValueError(f"FlowField needs an (H, W, 2) float32 flow, got {self.flow.dtype} {self.flow.shape}")
 
 
 def label_dtype(num_classes: int) -> type[np.unsignedinteger]:

@@ -20,6 +20,7 @@ NAMES = {  # DEFAULTS field: (Engine.create, FeatureExtractor, Preprocessor, `di
     "precision": ("precision", "precision", None, "precision", "precision"),
     "size": ("size", "size", "size", "size", "image_size"),
     "resize_mode": ("resize_mode", "resize_mode", "mode", "resize", "resize_mode"),
+    "stream_gap_s": ("stream_gap_s", None, None, "stream_gap", "stream_gap"),
 }
 
 

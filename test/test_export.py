@@ -30,7 +30,7 @@ def test_the_graph_has_one_image_input_and_every_heads_raw_outputs(tiny_engine, 
     assert [o.name for o in model.graph.output] == names
     # detection: 3 levels x (class, box, centerness) logits; segmentation and depth: one map each
     assert names == ["detection.0", *(f"detection.{i}" for i in range(1, 9)), "segmentation.0", "depth.0"]
-    outputs = ExportGraph(tiny_engine)(example_input(tiny_engine))
+    outputs = ExportGraph(tiny_engine)(*example_input(tiny_engine))
     assert outputs[-2].shape[1] == 134 and outputs[-1].shape[1] == 1
 
 
@@ -57,3 +57,12 @@ def test_dinov3_export_writes_and_checks(tmp_path, capsys, no_weights):
     assert "input 'image' (1, 3, 32, 32) normalised RGB, outputs depth.0" in text
     difference = float(re.search(r"max abs difference (\S+)", text)[1])
     assert difference < 1e-4
+
+
+def test_a_temporal_head_exports_with_the_previous_frames_maps_in_and_this_frames_out(tmp_path, no_weights):
+    engine = Engine.create(backbone="vits16", device="cpu", size=32, heads=["flow"], random_weights=True)
+    names = export_onnx(engine, tmp_path / "flow.onnx")
+    model = onnx.load(str(tmp_path / "flow.onnx"))
+    assert [i.name for i in model.graph.input] == ["image", "previous.0"]
+    assert names == ["flow.0", "features.0"]  # the flow, and the maps to feed back as previous.0 next frame
+    assert compare_with_onnxruntime(engine, tmp_path / "flow.onnx") < 1e-4

@@ -338,3 +338,23 @@ def test_a_failed_configure_logs_its_message_and_the_traceback_only_at_debug(pro
     finally:
         process.close()
 
+
+
+def test_flow_and_a_template_detector_are_published_with_the_input_header(probe, tmp_path):
+    """Heads from the templates, named: flow from the second frame on (32FC2), RetinaNet's detections."""
+    ns = "/temporal"
+    params = {k: v for k, v in TINY_NODE.items() if not k.startswith("detection.")}
+    process = NodeProcess(tmp_path, ns, {**params, "heads": ["flow", "retinanet"], "retinanet.score_threshold": 0.0})
+    try:
+        probe.subscribe(Image, f"{ns}/flow/flow")
+        probe.subscribe(Detection2DArray, f"{ns}/retinanet/detections")
+        camera = probe.publisher(Image, f"{ns}/image")
+        wait_until(lambda: camera.get_subscription_count() > 0, 60, "the node to subscribe")
+        camera.publish(image_msg(1, frame_id="cam"))  # the stream's first frame: detections, but no flow
+        wait_until(lambda: with_stamp(probe.received[f"{ns}/retinanet/detections"], 1), 60, "detections of frame 1")
+        camera.publish(image_msg(2, frame_id="cam"))  # 1 s later: within stream_gap, so paired with frame 1
+        (flow,) = wait_until(lambda: with_stamp(probe.received[f"{ns}/flow/flow"], 2), 60, "the flow of frame 2")
+        assert (flow.encoding, flow.height, flow.width, flow.header.frame_id) == ("32FC2", HEIGHT, WIDTH, "cam")
+        assert not with_stamp(probe.received[f"{ns}/flow/flow"], 1)
+    finally:
+        process.close()

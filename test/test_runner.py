@@ -72,11 +72,11 @@ class InterruptAt:
     def __init__(self, engine: Engine, at: int) -> None:
         self.engine, self.at, self.calls = engine, at, 0
 
-    def __call__(self, rgb):
+    def __call__(self, rgb, **stream):
         self.calls += 1
         if self.calls == self.at:
             raise KeyboardInterrupt
-        return self.engine(rgb)
+        return self.engine(rgb, **stream)
 
 
 def test_every_readable_frame_goes_once_to_every_writer_with_its_overlay(engine):

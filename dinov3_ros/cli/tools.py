@@ -26,6 +26,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     height, width = engine.extractor.preprocess.input_size(side, side)
     print(f"wrote {Path(args.out).resolve()}: input 'image' (1, 3, {height}, {width}) normalised RGB, "
           f"outputs {', '.join(names)}")
+    if any(name.startswith("features.") for name in names):  # a temporal head (flow) is in the graph
+        print("  also inputs previous.<i>: feed each frame the features.<i> the graph gave for the frame before")
     if not args.no_check:
         print(f"onnxruntime (CPU) vs PyTorch on a random input: max abs difference "
               f"{compare_with_onnxruntime(engine, args.out):.2e}")

@@ -26,7 +26,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         head=args.head, data=Path(args.data), out=Path(args.out), images=_path(args.images),
         classes=_path(args.classes), val_data=_path(args.val_data), val_images=_path(args.val_images),
         val_fraction=args.val_fraction, head_dirs=tuple(Path(d) for d in args.head_dir),
-        head_args=args.head_arg or {}, loss_args=args.loss_arg or {}, backbone=args.backbone, backbone_weights=_path(args.weights),
+        head_args=args.head_arg or {}, loss_args=args.loss_arg or {}, backbone=args.backbone,
+        backbone_weights=_path(args.weights),
         random_weights=args.random_weights, device=args.device, precision=args.precision, size=args.size,
         cache_dir=Path(args.cache_dir), resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
     )

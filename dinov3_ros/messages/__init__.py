@@ -26,6 +26,7 @@ from .images import (
     DecodeError,
     compressed_to_rgb,
     depth_to_msg,
+    flow_to_msg,
     image_to_rgb,
     labels_to_msg,
     raw_array,
@@ -38,6 +39,6 @@ __all__ = [
     "CLASS_ID_MODES", "DISTROS", "SUPPORTED_COMPRESSED_FORMATS", "SUPPORTED_ENCODINGS", "BagMessages",
     "ConversionError", "DecodeError", "Level", "MessageBackend", "RosMessages", "Status", "bag_messages",
     "check_class_id_mode", "compressed_to_rgb", "depth_to_msg", "detections_to_msg", "diagnostics_to_msg",
-    "image_to_rgb", "label_info_to_msg", "labels_to_msg", "make_header", "raw_array", "rgb_to_msg", "ros_messages",
-    "to_rgb",
+    "flow_to_msg", "image_to_rgb", "label_info_to_msg", "labels_to_msg", "make_header", "raw_array", "rgb_to_msg",
+    "ros_messages", "to_rgb",
 ]

@@ -7,7 +7,8 @@ cv_bridge), and ``compressed_to_rgb`` does the same for jpeg/png ``CompressedIma
 duck-typed: rclpy messages, rosbags typestore messages and plain objects with the same fields all
 work, and ``data`` may be bytes, ``array.array('B')``, a list or a uint8 numpy array.
 
-Results -> Image: ``labels_to_msg`` (mono8/mono16), ``depth_to_msg`` (32FC1) and ``rgb_to_msg``
+Results -> Image: ``labels_to_msg`` (mono8/mono16), ``depth_to_msg`` (32FC1), ``flow_to_msg``
+(32FC2) and ``rgb_to_msg``
 (overlays) write through the same table, in the array's own byte order with ``is_bigendian``
 saying which, as cv_bridge does; ``raw_array`` reads them back.
 
@@ -30,7 +31,7 @@ import cv2
 import numpy as np
 
 from dinov3_toolkit.errors import Dinov3Error
-from dinov3_toolkit.results import DepthMap, SemanticLabels
+from dinov3_toolkit.results import DepthMap, FlowField, SemanticLabels
 
 from .backend import ConversionError, MessageBackend, copy_header
 
@@ -74,6 +75,7 @@ _LAYOUTS: dict[str, _Layout] = {
     "bayer_gbrg8": _Layout(1, np.uint8, cv2.COLOR_BayerGR2RGB),
     "bayer_grbg8": _Layout(1, np.uint8, cv2.COLOR_BayerGB2RGB),
     "32FC1": _Layout(1, np.float32, None, camera=False),
+    "32FC2": _Layout(2, np.float32, None, camera=False),  # optical flow: u, v per pixel
 }
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(name for name, layout in _LAYOUTS.items() if layout.camera)
 SUPPORTED_COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "png")
@@ -265,6 +267,11 @@ def rgb_to_msg(M: MessageBackend, rgb: np.ndarray, header: Any) -> Any:
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ConversionError(f"rgb8 images must be (H, W, 3) uint8, got {rgb.dtype} {rgb.shape}")
     return _image_msg(M, rgb, "rgb8", header)
+
+
+def flow_to_msg(M: MessageBackend, flow: FlowField, header: Any) -> Any | None:
+    """sensor_msgs/Image 32FC2 (u, v in pixels, from the previous frame), or None when the frame has no flow."""
+    return None if flow.flow is None else _image_msg(M, flow.flow, "32FC2", header)
 
 
 def _image_msg(M: MessageBackend, pixels: np.ndarray, encoding: str, header: Any) -> Any:

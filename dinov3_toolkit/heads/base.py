@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -44,6 +44,11 @@ class Head(nn.Module, metaclass=abc.ABCMeta):
     built, so the loader reports it at start rather than on the first frame.
     """
 
+    # A temporal head compares a frame with the previous one of its stream (optical flow): the engine
+    # calls ``forward(features, previous)`` with both frames' maps, and ``first_result(reason)`` when
+    # there is no usable previous frame (the stream's first, a gap, time going back).
+    temporal: ClassVar[bool] = False
+
     def __init__(self, class_names: Sequence[str] = ()) -> None:
         """``class_names``: the names in the manifest's ``classes`` file, which the loader passes to the
         constructor (the one way a head learns them); a head sizes its class outputs by their count."""
@@ -61,6 +66,10 @@ class Head(nn.Module, metaclass=abc.ABCMeta):
         ``params`` holds the head's current parameter values (manifest defaults
         plus the user's overrides), already validated.
         """
+
+    def first_result(self, reason: str) -> Any:
+        """A temporal head's result for a frame without a usable previous one (says ``reason``)."""
+        raise NotImplementedError(f"{type(self).__name__} is temporal and must define first_result")
 
     @classmethod
     def checkpoint_filter(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

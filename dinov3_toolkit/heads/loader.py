@@ -30,12 +30,15 @@ from .training import HeadLoss
 
 log = logging.getLogger(__name__)
 
-BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"  # dinov3_toolkit/heads/builtin/
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"  # dinov3_toolkit/heads/builtin/: run by default
+# Trainable designs without published weights (RetinaNet, SSD, DETR, flow): found when named (--heads,
+# dinov3 train/eval/export), never run by default, since without weights they could only fail or mislead.
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 _EXTERNAL_PACKAGE = "dinov3_heads"  # parent package of heads imported from outside dinov3_toolkit
 
 
-def find_head_folders(extra_dirs: Iterable[str | Path] = ()) -> list[Path]:
-    """Head folders in discovery order: the built-in ones, then each extra folder's."""
+def find_head_folders(extra_dirs: Iterable[str | Path] = (), *, templates: bool = False) -> list[Path]:
+    """Head folders in discovery order: the built-in ones, each extra folder's, then (if asked) the templates."""
     folders = sorted(p for p in BUILTIN_DIR.glob(f"{FOLDER_PREFIX}*") if p.is_dir())
     for extra in extra_dirs:
         extra = Path(extra).expanduser().resolve()
@@ -45,20 +48,26 @@ def find_head_folders(extra_dirs: Iterable[str | Path] = ()) -> list[Path]:
             folders.append(extra)
         else:
             folders += sorted(p for p in extra.glob(f"{FOLDER_PREFIX}*") if p.is_dir())
+    if templates:
+        folders += sorted(p for p in TEMPLATES_DIR.glob(f"{FOLDER_PREFIX}*") if p.is_dir())
     return folders
 
 
-def discover(extra_dirs: Iterable[str | Path] = ()) -> tuple[dict[str, HeadManifest], dict[str, HeadError]]:
-    """Every head's manifest by name, and the heads whose manifest is broken.
+def discover(extra_dirs: Iterable[str | Path] = (), *,
+             templates: bool = False) -> tuple[dict[str, HeadManifest], dict[str, HeadError]]:
+    """Every head's manifest by name, and the heads whose manifest is broken; the templates too if asked.
 
     Names are unique: the first folder found wins (so a built-in head cannot be
-    shadowed by accident) and a later folder of the same name is logged as an error.
+    shadowed by accident) and a later folder of the same name is logged as an error;
+    a template is simply not found when another folder has its name (a trained copy).
     """
     manifests: dict[str, HeadManifest] = {}
     errors: dict[str, HeadError] = {}
-    for folder in find_head_folders(extra_dirs):
+    for folder in find_head_folders(extra_dirs, templates=templates):
         name = head_name(folder)
         if name in manifests or name in errors:
+            if folder.parent == TEMPLATES_DIR:
+                continue
             first = manifests[name].folder if name in manifests else errors[name].path.parent
             log.error("%s", HeadError(name, folder, f"ignored: a head of this name was already found at {first}"))
             continue
@@ -102,8 +111,8 @@ def _package_for(folder: Path) -> str:
     unique by their path (two extra folders may both hold a ``head_probe``); the
     folder does not need an ``__init__.py``.
     """
-    if folder.parent == BUILTIN_DIR:
-        return f"{__package__}.builtin.{folder.name}"  # dinov3_toolkit.heads.builtin.head_<name>
+    if folder.parent in (BUILTIN_DIR, TEMPLATES_DIR):  # dinov3_toolkit.heads.builtin.head_<name>, or templates.
+        return f"{__package__}.{folder.parent.name}.{folder.name}"
     if _EXTERNAL_PACKAGE not in sys.modules:
         root = types.ModuleType(_EXTERNAL_PACKAGE)
         root.__path__ = []

@@ -55,7 +55,19 @@ class DepthTargets:
         return np.isfinite(self.depth) & (self.depth > 0)
 
 
-Target = BoxTargets | LabelTargets | DepthTargets
+@dataclass(frozen=True)
+class FlowTargets:
+    """Flow from the previous image to this one, (H, W, 2) float32 (u, v) in pixels; non-finite = unknown."""
+
+    flow: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.isfinite(self.flow).all(-1)
+
+
+Target = BoxTargets | LabelTargets | DepthTargets | FlowTargets
+# The tasks `dinov3 train` has data readers for (flow pairs are trained through the API for now).
 TARGET_OF_TASK: dict[str, type] = {"detection": BoxTargets, "segmentation": LabelTargets, "depth": DepthTargets}
 
 

@@ -7,6 +7,7 @@ Layout of the output folder::
     overlay.mp4             the overlay video (video and camera sources)
     labels/<name>_<head>.png  class index per pixel, 8- or 16-bit PNG, lossless
     depth/<name>_<head>.npy   float32 (H, W) depth, ``numpy.load`` reads it
+    flow/<name>_<head>.npy    float32 (H, W, 2) optical flow (u, v) in pixels, from the previous frame
 
 JSON Lines because a long run can be stopped at any moment: every line already
 written is a complete record, and the file is valid up to the last one. Paths in
@@ -112,8 +113,9 @@ class RunOutput(FrameWriter):
     def write(self, item: SourceFrame, frame: FrameResult, overlay: np.ndarray | None) -> None:
         files = {}
         for name, result in frame.results.items():
-            if (kind := result_kinds.kind_of(result)) is not None and (saved := kind.saved) is not None:
-                files[name] = self._save(f"{saved.folder}/{item.name}_{name}{saved.suffix}", saved.array(result))
+            kind = result_kinds.kind_of(result)
+            if kind is not None and kind.saved is not None and (array := kind.saved.array(result)) is not None:
+                files[name] = self._save(f"{kind.saved.folder}/{item.name}_{name}{kind.saved.suffix}", array)
         record = frame_record(item, frame, files, self._write_overlay(item, overlay))
         self._records.write(json.dumps(record, allow_nan=False) + "\n")
         self._records.flush()

@@ -9,9 +9,9 @@ going past unreadable frames and failing heads, and returns what happened.
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -26,6 +26,8 @@ from .interrupts import StopOnInterrupt
 from .sources import SourceFrame
 
 log = logging.getLogger(__name__)
+
+SOURCE_STREAM = "source"  # a run reads one source: its frames are one stream for temporal heads (flow)
 
 
 class FrameWriter(ABC):
@@ -110,7 +112,7 @@ def run_frames(
                     summary.skipped.append(f"{item.origin}: {item.error}")
                     log.warning("skipping %s: %s", item.origin, item.error)
                 else:
-                    frame = engine(item.rgb)
+                    frame = engine(item.rgb, stream=SOURCE_STREAM, stamp_ns=item.stamp_ns)
                     summary.model_seconds += frame.timings.total
                     for name, error in frame.errors.items():
                         if not summary.head_errors[name]:

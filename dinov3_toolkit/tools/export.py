@@ -9,7 +9,8 @@ with a dynamic size exports but does not run yet (a Reshape keeps an
 export-time shape), see the README.
 
 Output names are ``<head>.<n>``: the n-th tensor of the head's ``forward``
-result, flattened in order (nested dicts by key order, lists by index).
+result, flattened in order (nested dicts by key order, lists by index). A graph
+with a temporal head (flow) also takes ``previous.<i>`` and gives ``features.<i>``.
 """
 
 from __future__ import annotations
@@ -29,37 +30,57 @@ INPUT_NAME = "image"
 
 
 class ExportGraph(nn.Module):
-    """The engine's backbone and heads as one module: (1, 3, H, W) normalised image -> every head's raw tensors."""
+    """The engine's backbone and heads as one module: (1, 3, H, W) normalised image -> every head's raw tensors.
+
+    With a temporal head (optical flow) the graph also takes the previous frame's
+    backbone maps (``previous.<i>``) and gives this frame's (``features.<i>``), so a
+    deployment keeps them from one frame to the next, as the engine does.
+    """
 
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self.engine = engine  # for its layer plan (``layers``, ``head_inputs``); not a module
         self.backbone = engine.extractor.backbone
         self.heads = nn.ModuleDict({name: head.model for name, head in engine.heads.items()})
+        self.temporal = any(head.temporal for head in self.heads.values())
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _run(self, image: torch.Tensor, previous: list[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         maps = self.backbone.forward_intermediates(image, self.engine.layers)
-        outputs: list[torch.Tensor] = []
+        outputs = {}
         for name, head in self.heads.items():
-            outputs += tree_leaves(head(self.engine.head_inputs(name, maps)))
-        return tuple(outputs)
+            inputs = self.engine.head_inputs(name, maps)
+            raw = head(inputs, self.engine.head_inputs(name, previous)) if head.temporal else head(inputs)
+            outputs[name] = tree_leaves(raw)
+        if self.temporal:
+            outputs["features"] = maps
+        return outputs
 
-    def output_names(self, example: torch.Tensor) -> list[str]:
-        """``<head>.<n>`` for every output tensor, found by running the heads once on ``example``."""
+    def forward(self, image: torch.Tensor, *previous: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t for tensors in self._run(image, list(previous)).values() for t in tensors)
+
+    def input_names(self) -> list[str]:
+        return [INPUT_NAME, *(f"previous.{i}" for i in range(len(self.engine.layers) if self.temporal else 0))]
+
+    def output_names(self, example: tuple[torch.Tensor, ...]) -> list[str]:
+        """``<head>.<n>`` for every output tensor (and ``features.<i>``), found by running the graph on ``example``."""
         with torch.inference_mode():
-            maps = self.backbone.forward_intermediates(example, self.engine.layers)
-            return [
-                f"{name}.{n}"
-                for name, head in self.heads.items()
-                for n in range(len(tree_leaves(head(self.engine.head_inputs(name, maps)))))
-            ]
+            outputs = self._run(example[0], list(example[1:]))
+        return [f"{name}.{n}" for name, tensors in outputs.items() for n in range(len(tensors))]
 
 
-def example_input(engine: Engine) -> torch.Tensor:
-    """A random normalised image of the size the engine feeds its backbone (fp32, on the CPU)."""
+def example_input(engine: Engine) -> tuple[torch.Tensor, ...]:
+    """A random normalised image of the size the engine feeds its backbone (fp32, on the CPU), and for
+    temporal heads the backbone maps of a second random image as the previous frame's."""
     side = engine.extractor.preprocess.size
     height, width = engine.extractor.preprocess.input_size(side, side)
-    return torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(1, 3, height, width, generator=generator)
+    if not any(head.model.temporal for head in engine.heads.values()):
+        return (image,)
+    with torch.inference_mode():
+        previous = engine.extractor.backbone.forward_intermediates(
+            torch.randn(1, 3, height, width, generator=generator), engine.layers)
+    return (image, *(m.clone() for m in previous))
 
 
 def export_onnx(engine: Engine, path: str | Path) -> list[str]:
@@ -75,8 +96,8 @@ def export_onnx(engine: Engine, path: str | Path) -> list[str]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        torch.onnx.export(graph, (example,), str(path), dynamo=True, input_names=[INPUT_NAME], output_names=names,
-                          verbose=False)
+        torch.onnx.export(graph, example, str(path), dynamo=True, input_names=graph.input_names(),
+                          output_names=names, verbose=False)
     return names
 
 
@@ -89,13 +110,16 @@ def compare_with_onnxruntime(engine: Engine, path: str | Path) -> float:
     graph = ExportGraph(engine).eval()
     example = example_input(engine)
     with torch.inference_mode():
-        expected = [t.float().numpy() for t in graph(example)]
+        expected = [t.float().numpy() for t in graph(*example)]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     expected_input = list(session.get_inputs()[0].shape)
-    if expected_input != list(example.shape):
-        raise ConfigError(f"{path} takes an image of shape {expected_input}; this engine feeds {list(example.shape)} "
-                         "(exported at another size?)")
-    got = session.run(None, {INPUT_NAME: example.numpy()})
+    if expected_input != list(example[0].shape):
+        raise ConfigError(f"{path} takes an image of shape {expected_input}; this engine feeds "
+                          f"{list(example[0].shape)} (exported at another size?)")
+    if [i.name for i in session.get_inputs()] != graph.input_names():
+        raise ConfigError(f"{path} takes inputs {[i.name for i in session.get_inputs()]}; this engine's graph "
+                          f"takes {graph.input_names()} (exported with other heads?)")
+    got = session.run(None, {name: t.numpy() for name, t in zip(graph.input_names(), example)})
     if [g.shape for g in got] != [e.shape for e in expected]:
         raise ConfigError(f"{path} gives outputs of shapes {[g.shape for g in got]}; PyTorch gives "
                          f"{[e.shape for e in expected]} (exported from another model or size?)")

@@ -83,7 +83,7 @@ def find_template(head: str, head_dirs: tuple[Path, ...] = ()) -> HeadManifest:
     """A head folder given by path, or a head found by name."""
     if Path(head).expanduser().is_dir():
         return load_manifest(Path(head).expanduser())
-    manifests, failed = discover(head_dirs)
+    manifests, failed = discover(head_dirs, templates=True)
     if head in failed:
         raise failed[head]
     if head not in manifests:

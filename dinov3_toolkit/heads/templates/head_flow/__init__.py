@@ -1,0 +1,1 @@
+"""Optical flow between consecutive frames of one stream (a LiteFlowHead layout)."""
