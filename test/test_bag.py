@@ -295,12 +295,12 @@ def test_interrupted_run_keeps_whole_frames_and_overwrite_redoes_it(model, tmp_p
     calls = []
     original = Engine.__call__
 
-    def interrupted_on_third_frame(engine, image):
+    def interrupted_on_third_frame(engine, image, **stream):
         if image.shape[:2] == frames[0].rgb.shape[:2]:  # not the warm-up frame
             calls.append(1)
             if len(calls) == 3:
                 raise KeyboardInterrupt
-        return original(engine, image)
+        return original(engine, image, **stream)
 
     with monkeypatch.context() as mp:
         mp.setattr(Engine, "__call__", interrupted_on_third_frame)
