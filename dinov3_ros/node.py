@@ -115,6 +115,7 @@ class Dinov3Node(LifecycleNode):
                 head_dirs=p["head_dirs"],
                 random_weights=p["random_weights"],
                 stream_gap_s=p["stream_gap"],
+                allow_backbone_mismatch=p["allow_backbone_mismatch"],
             )
         except Exception as e:  # missing weights, unknown head, bad device: the loader's message says which
             self._log_failure("configure failed", e)

@@ -47,6 +47,8 @@ NODE_PARAMS = (
               choices=RESIZE_MODES),
     NodeParam("heads", [], "heads to run; empty: every head found"),
     NodeParam("head_dirs", [], "extra folders holding head_* folders (or a head folder itself)"),
+    NodeParam("allow_backbone_mismatch", False, "run heads whose weights were trained on another backbone's "
+              "features (refused by default: their results would be poor)"),
     NodeParam("random_weights", False, "run with random weights where none are found: smoke tests and demos only"),
     NodeParam("autostart", True, "configure and activate at start; false for managed lifecycle bring-up"),
     NodeParam("compressed", False, "subscribe to sensor_msgs/CompressedImage (jpeg/png) instead of Image"),

@@ -149,6 +149,7 @@ class Engine:
         warmup: bool = True,
         backbone_overrides: Mapping[str, Any] | None = None,
         stream_gap_s: float = DEFAULTS.stream_gap_s,
+        allow_backbone_mismatch: bool = False,
     ) -> Engine:
         """Load a backbone and the enabled heads (``None``: every head found).
 
@@ -157,7 +158,9 @@ class Engine:
         ``random_weights`` runs with random weights wherever no file is found (for
         smoke tests and demos; results are meaningless). ``warmup`` runs one blank
         frame so that the first camera frame is not slow and a head that cannot
-        run at all is caught at start.
+        run at all is caught at start. A head whose weights were trained on another
+        backbone (its manifest's ``trained_on``) is refused unless
+        ``allow_backbone_mismatch``; other sizes or resize modes are only warned about.
         """
         manifests, failed = discover(head_dirs, templates=heads is not None)  # templates only when named
         names = list(manifests) + [n for n in failed if n not in manifests] if heads is None else list(heads)
@@ -193,6 +196,11 @@ class Engine:
                 )
             except HeadError as e:
                 failed[name] = e
+                continue
+            if (trained := _trained_backbone(head)) not in (None, spec.arch) and not allow_backbone_mismatch:
+                failed[name] = HeadError(name, head.manifest.path, f"its weights were trained on {trained} "
+                                         f"features, but the backbone is {spec.arch}: its results would be garbage "
+                                         f"(allow_backbone_mismatch / --allow-backbone-mismatch runs it anyway)")
                 continue
             _warn_if_trained_elsewhere(head, spec.arch, size, resize_mode)
             loaded.append(head)
@@ -330,6 +338,11 @@ def _frame_error(name: str, head: LoadedHead, e: Exception) -> HeadError:
     error = HeadError(name, head.manifest.module_path, f"failed on this frame: {type(e).__name__}: {e}{where}")
     error.__cause__ = e
     return error
+
+
+def _trained_backbone(head: LoadedHead) -> str | None:
+    """The backbone (architecture) whose features the head's loaded weights were trained on, if stated."""
+    return head.manifest.trained_on.get("backbone") if head.weights is not None else None
 
 
 def _warn_if_trained_elsewhere(head: LoadedHead, arch: str, size: int, resize_mode: str) -> None:

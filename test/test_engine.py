@@ -366,3 +366,16 @@ def test_a_builtin_head_folder_runs_from_anywhere(tmp_path):
     out = engine(frame(40, 72))
     assert type(engine.heads["depth_copy"].model).__module__.startswith("dinov3_heads.head_depth_copy")
     np.testing.assert_array_equal(out.results["depth_copy"].depth, out.results["depth"].depth)
+
+
+def test_weights_trained_on_another_backbone_are_refused_by_head_name_unless_allowed(tmp_path, caplog):
+    add_probe(tmp_path)  # its head.yaml: trained_on vits16plus
+    other = dict(SMALL, backbone="vits16")
+    engine = Engine.create(**other, heads=["probe", "depth"], head_dirs=[tmp_path], random_weights=True)
+    assert "probe" not in engine.heads and "depth" in engine.heads  # a random head is not refused: no weights
+    message = str(engine.failed["probe"])
+    assert "head 'probe'" in message and "trained on vits16plus features, but the backbone is vits16" in message
+    allowed = Engine.create(**other, heads=["probe"], head_dirs=[tmp_path], random_weights=True,
+                            allow_backbone_mismatch=True)
+    assert "probe" in allowed.heads and allowed(frame(32, 32)).results["probe"].labels.shape == (32, 32)
+    assert "trained with backbone=vits16plus but the engine runs backbone=vits16" in caplog.text

@@ -83,6 +83,8 @@ def _engine_options(parser: argparse.ArgumentParser, *, random_option: bool = Tr
     g.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
     g.add_argument("--param", action=_HeadParam, metavar="HEAD.NAME=VALUE",
                    help="head parameter, e.g. detection.score_threshold=0.4 (repeatable)")
+    g.add_argument("--allow-backbone-mismatch", action="store_true",
+                   help="run heads whose weights were trained on another backbone (their results are poor)")
     g.add_argument("--stream-gap", type=_positive_float, default=DEFAULTS.stream_gap_s,
                    help="seconds between frames beyond which temporal heads (flow) start anew (default %(default)s)")
     if random_option:

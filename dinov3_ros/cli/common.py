@@ -43,6 +43,7 @@ def build_engine(args: argparse.Namespace, *, random_weights: bool) -> Engine:
         random_weights=random_weights,
         backbone_overrides={"depth": args.depth} if getattr(args, "depth", None) else None,
         stream_gap_s=args.stream_gap,
+        allow_backbone_mismatch=args.allow_backbone_mismatch,
     )
     if not engine.heads:
         reasons = "".join(f"\n  {error}" for error in engine.failed.values()) or " no head was found"
