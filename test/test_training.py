@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from dinov3_ros.cli import main
-from dinov3_toolkit.checkpoint import read_state_dict, save_state_dict
+from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.heads import load_manifest
 from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.heads.loader import import_head_class
@@ -34,7 +34,7 @@ from dinov3_toolkit.training.trainer import TrainOptions
 ROOT = Path(__file__).resolve().parents[1]
 # Input sizes: 8 x 8 features for the 96 x 128 synthetic images suit boxes and depth; the label maps'
 # outlines need 12 x 12.
-SIZE = {"detection": 128, "segmentation": 192, "depth": 128}
+SIZE = {"detection": 128, "segmentation": 192, "depth": 128, "flow": 128}
 BACKBONE = ["--backbone", "vits16", "--random-weights", "--device", "cpu"]
 
 
@@ -49,8 +49,12 @@ RECIPE = {  # few channels and a short, fast schedule: the synthetic shapes need
                      "--epochs", "60", "--batch", "4", "--lr", "3e-3"],
     "depth": ["--head-arg", "common_channels=32", "--head-arg", "proj_channels=[8,8,16,16]", "--head-arg",
               "dropout=0.0", "--epochs", "60", "--batch", "2", "--lr", "1e-2"],
+    "flow": ["--head-arg", "proj_channels=32", "--head-arg", "radius=2", "--head-arg", "fusion_channels=32",
+             "--head-arg", "fusion_layers=1", "--head-arg", "refinement_layers=1", "--epochs", "60", "--batch", "4",
+             "--lr", "3e-3"],
 }
-GOAL = {"detection": ("map50", 0.9, True), "segmentation": ("miou", 0.9, True), "depth": ("absrel", 0.1, False)}
+GOAL = {"detection": ("map50", 0.9, True), "segmentation": ("miou", 0.9, True), "depth": ("absrel", 0.1, False),
+        "flow": ("epe", 1.0, False)}  # flow: 8 textures, each moved by its own whole-pixel shift
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,7 @@ def cache(tmp_path_factory) -> Path:
 
 
 def data_of(task: str, synth: Path) -> str:
-    return str(synth / "instances.json") if task == "detection" else str(synth)
+    return str({"detection": synth / "instances.json", "flow": synth / "flow_pairs"}.get(task, synth))
 
 
 def train(task: str, synth: Path, cache: Path, out: Path, *extra: str) -> int:

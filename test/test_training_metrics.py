@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from dinov3_toolkit.errors import ConfigError, MissingExtra
-from dinov3_toolkit.heads.training import BoxTargets, DepthTargets, LabelTargets
-from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
+from dinov3_toolkit.heads.training import BoxTargets, DepthTargets, FlowTargets, LabelTargets
+from dinov3_toolkit.results import DepthMap, Detections, FlowField, SemanticLabels
 from dinov3_toolkit.training.evaluate import PRIMARY, format_table, make_meter
 
 needs_coco = pytest.mark.skipif(importlib.util.find_spec("pycocotools") is None, reason="COCOeval scores boxes")
@@ -230,7 +230,7 @@ def test_depth_merge_and_checks():
 
 
 def test_make_meter_rejects_what_it_cannot_measure():
-    assert set(PRIMARY) == {"detection", "segmentation", "depth"}
+    assert set(PRIMARY) == {"detection", "segmentation", "depth", "flow"}
     with pytest.raises(ConfigError, match="no metrics for task 'pose'"):
         make_meter("pose", NAMES)
     with pytest.raises(ConfigError, match="depth task only"):
@@ -238,7 +238,7 @@ def test_make_meter_rejects_what_it_cannot_measure():
 
 
 @needs_matplotlib
-@pytest.mark.parametrize("task", ["detection", "segmentation", "depth"])
+@pytest.mark.parametrize("task", ["detection", "segmentation", "depth", "flow"])
 def test_plots_are_png_files_and_empty_meters_draw_nothing(task, tmp_path):
     if task == "detection" and importlib.util.find_spec("pycocotools") is None:
         pytest.skip("COCOeval scores boxes")
@@ -248,6 +248,8 @@ def test_plots_are_png_files_and_empty_meters_draw_nothing(task, tmp_path):
         meter.update(boxes((A, 0, 0.9), (B, 1, 0.4), ([1, 1, 9, 9], 1, 0.6)), truth((A, 0), (B, 1)))
     elif task == "segmentation":
         meter.update(SemanticLabels(PREDICTED, SEG_NAMES), LabelTargets(TRUE))
+    elif task == "flow":
+        meter.update(FlowField(np.ones((4, 4, 2), np.float32)), FlowTargets(np.zeros((4, 4, 2), np.float32)))
     else:
         meter.update(DepthMap(DEPTH * 1.1), DepthTargets(DEPTH))
     paths = meter.plot(tmp_path / "plots")
@@ -264,3 +266,23 @@ def test_format_table_shows_headline_metrics_and_classes():
     for word in ("miou", "pixel_accuracy", "road", "tree", "0.7583", "iou", "pixels"):
         assert word in table
     assert "absrel" in format_table(depth((DEPTH, DEPTH)).compute())
+
+
+def test_flow_end_point_error_over_known_pixels_per_image_then_averaged():
+    truth_flow = np.zeros((2, 2, 2), np.float32)
+    truth_flow[0, 0] = np.nan  # unknown: not counted
+    predicted = np.zeros((2, 2, 2), np.float32)
+    predicted[1, 1] = (3.0, 4.0)  # 5 px off; the other two known pixels are exact
+    meter = make_meter("flow", ())
+    meter.update(FlowField(predicted), FlowTargets(truth_flow))
+    meter.update(FlowField(np.full((2, 2, 2), 0.5, np.float32)), FlowTargets(np.zeros((2, 2, 2), np.float32)))
+    meter.update(FlowField(None, "first frame"), FlowTargets(truth_flow))  # no prediction: counted apart
+    metrics = meter.compute()
+    assert metrics["epe"] == pytest.approx((5 / 3 + 0.5**0.5) / 2)
+    assert metrics["px1"] == pytest.approx((2 / 3 + 1) / 2) and metrics["px5"] == pytest.approx((2 / 3 + 1) / 2)
+    assert (metrics["images"], metrics["images_without_flow"], metrics["primary"]) == (2, 1, "epe")
+    other = make_meter("flow", ())
+    other.merge(meter)
+    assert other.compute() == metrics
+    with pytest.raises(ValueError, match=r"predicted flow is \(2, 2, 2\) but its ground truth is \(3, 3, 2\)"):
+        meter.update(FlowField(predicted), FlowTargets(np.zeros((3, 3, 2), np.float32)))

@@ -67,8 +67,9 @@ class FlowTargets:
 
 
 Target = BoxTargets | LabelTargets | DepthTargets | FlowTargets
-# The tasks `dinov3 train` has data readers for (flow pairs are trained through the API for now).
-TARGET_OF_TASK: dict[str, type] = {"detection": BoxTargets, "segmentation": LabelTargets, "depth": DepthTargets}
+# The tasks `dinov3 train` and `dinov3 eval` have data readers and metrics for.
+TARGET_OF_TASK: dict[str, type] = {"detection": BoxTargets, "segmentation": LabelTargets, "depth": DepthTargets,
+                                   "flow": FlowTargets}
 
 
 class HeadLoss(abc.ABC):

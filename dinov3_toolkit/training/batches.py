@@ -2,13 +2,15 @@
 
 An item is one sample's features (read from the cache) or its image (when the
 augmentation changed its pixels, or the cache lacks it: the trainer runs the
-backbone on those), with its target: encoded by the head's loss for training,
-as read for validation. Items are built in data-loader workers, so everything
+backbone on those), the same for the frame before it in a flow pair
+(``previous_maps``, ``previous_image``), with its target: encoded by the
+head's loss for training, as read for validation. Items are built in data-loader workers, so everything
 here pickles.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,18 +40,27 @@ class Items(torch.utils.data.Dataset):
         sample = self.data.samples[i]
         target = sample.load_target()
         rng = np.random.default_rng([self.seed, self.epoch, i])  # this sample's augmentation in this epoch
-        item: dict[str, Any] = {"index": i, "maps": None, "image": None}
-        if self.augment > 0 and rng.random() < self.augment:
-            item["image"] = augment_photometric(read_image(sample.image), rng)
-        elif (maps := self.cache.load(sample.image)) is not None:
-            item["maps"] = maps
-        else:  # changed since the cache was filled, or another machine's cache: the backbone runs on it
-            item["image"] = read_image(sample.image)
+        augmented = self.augment > 0 and rng.random() < self.augment
+        state = rng.bit_generator.state
+        item: dict[str, Any] = {"index": i, **self._frame(sample.image, augmented, rng)}
+        if sample.previous is not None:  # a flow pair: the frame before, changed exactly as this one
+            rng.bit_generator.state = state
+            item.update({f"previous_{k}": v for k, v in self._frame(sample.previous, augmented, rng).items()})
         if self.loss is None:  # validation: the target as read, for the metric
             item["target"] = target
         else:
             item["target"] = self.loss.encode(target, self.sizes[i], self.input_size, self.feature_size)
         return item
+
+
+    def _frame(self, path: Path, augmented: bool, rng: np.random.Generator) -> dict[str, Any]:
+        """``maps`` from the cache, or ``image`` for the backbone: augmented, or missing from the cache
+        (changed since it was filled, or another machine's cache)."""
+        if augmented:
+            return {"maps": None, "image": augment_photometric(read_image(path), rng)}
+        if (maps := self.cache.load(path)) is not None:
+            return {"maps": maps, "image": None}
+        return {"maps": None, "image": read_image(path)}
 
 
 def as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -81,7 +81,10 @@ def eval_head(request: EvalRequest) -> dict[str, Any]:
     meter = make_meter(manifest.task, head.class_names, relative_depth=request.median_scaling)
     predictions = []  # one line per image, as `dinov3 run` records a head's result (files left out)
     for sample in tqdm(data.samples, desc="eval", unit="img", disable=not request.progress):
-        frame = engine(read_image(sample.image))
+        if sample.previous is not None:  # a flow pair: the frame before, then this one, as one stream
+            engine.forget_streams()
+            engine(read_image(sample.previous), stream="eval", stamp_ns=0)
+        frame = engine(read_image(sample.image), stream="eval", stamp_ns=1)
         if manifest.name in frame.errors:
             raise frame.errors[manifest.name]
         result = frame.results[manifest.name]

@@ -21,16 +21,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingExtra
-from ..heads.training import BoxTargets, DepthTargets, LabelTargets
-from ..results import DepthMap, Detections, SemanticLabels
+from ..heads.training import BoxTargets, DepthTargets, FlowTargets, LabelTargets
+from ..results import DepthMap, Detections, FlowField, SemanticLabels
 from . import plots
 
 PRIMARY: dict[str, tuple[str, bool]] = {"detection": ("map", True), "segmentation": ("miou", True),
-                                        "depth": ("absrel", False)}
+                                        "depth": ("absrel", False), "flow": ("epe", False)}
 """Each task's main metric (the one that picks the best checkpoint) and whether higher is better."""
 
 _PR_CURVES = 5  # per-class precision-recall curves drawn besides the mean: the classes with most objects
 _DEPTH_EDGES = np.geomspace(1e-3, 1e4, 141)  # log bins, 20 per decade: any depth from mm to km fits one grid
+_EPE_EDGES = np.linspace(0.0, 20.0, 81)  # end-point errors in quarter pixels; larger ones count in the last bin
 
 
 class Meter(abc.ABC):
@@ -73,6 +74,8 @@ def make_meter(task: str, class_names: Sequence[str], *, relative_depth: bool = 
         return DetectionMeter(class_names)
     if task == "segmentation":
         return SegmentationMeter(class_names)
+    if task == "flow":
+        return FlowMeter()
     return DepthMeter(relative=relative_depth)
 
 
@@ -316,7 +319,56 @@ class DepthMeter(Meter):
         return [path]
 
 
-COUNTS = ("images", "objects", "detections", "pixels", "images_without_depth")
+class FlowMeter(Meter):
+    """End-point error (the distance between predicted and true motion, pixels) over the known pixels,
+    per image then averaged over images, and the share of pixels within 1, 3 and 5 pixels."""
+
+    task = "flow"
+
+    def __init__(self) -> None:
+        self.sums = {"epe": 0.0, "px1": 0.0, "px3": 0.0, "px5": 0.0}
+        self.images = 0
+        self.images_without_flow = 0  # no prediction (a first frame) or no known pixel
+        self.histogram = np.zeros(len(_EPE_EDGES) - 1, dtype=np.int64)
+
+    def update(self, result: FlowField, target: FlowTargets) -> None:
+        _check_kinds(result, target, FlowField, FlowTargets)
+        if result.flow is None or not target.valid.any():
+            self.images_without_flow += 1
+            return
+        if result.flow.shape != target.flow.shape:
+            raise ValueError(f"the predicted flow is {result.flow.shape} but its ground truth is "
+                             f"{target.flow.shape}; both must be (H, W, 2) of the original image")
+        known = target.valid
+        epe = np.hypot(*(result.flow[known] - target.flow[known]).astype(np.float64).T)  # (known pixels,)
+        self.sums["epe"] += float(epe.mean())
+        for limit in (1, 3, 5):
+            self.sums[f"px{limit}"] += float(np.mean(epe < limit))
+        self.images += 1
+        self.histogram += np.histogram(np.minimum(epe, _EPE_EDGES[-1]), _EPE_EDGES)[0]
+
+    def merge(self, other: Meter) -> None:
+        self._check_merge(other)
+        for key in self.sums:
+            self.sums[key] += other.sums[key]
+        self.images += other.images
+        self.images_without_flow += other.images_without_flow
+        self.histogram += other.histogram
+
+    def compute(self) -> dict[str, Any]:
+        means = {key: total / self.images if self.images else None for key, total in self.sums.items()}
+        return {"task": self.task, "primary": PRIMARY[self.task][0], **means, "images": self.images,
+                "images_without_flow": self.images_without_flow}
+
+    def plot(self, folder: Path) -> list[Path]:
+        if not self.images:
+            return []
+        path = Path(folder) / "end_point_error.png"
+        plots.error_histogram(path, self.histogram, _EPE_EDGES, "end-point error (pixels)")
+        return [path]
+
+
+COUNTS = ("images", "objects", "detections", "pixels", "images_without_depth", "images_without_flow")
 
 
 def scores(metrics: dict[str, Any]) -> dict[str, float]:

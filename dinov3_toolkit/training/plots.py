@@ -113,3 +113,12 @@ def training_curves(path: Path, history: Sequence[Mapping], metrics: Sequence[st
     val_ax.set(xlabel="epoch", ylabel="validation")
     val_ax.legend()
     _save(fig, path)
+
+
+def error_histogram(path: Path, counts: np.ndarray, edges: np.ndarray, label: str) -> None:
+    """Pixel counts per error bin, the last bin holding everything beyond it."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge")
+    ax.set(xlabel=label, ylabel="pixels", yscale="log" if counts.max() > 100 * max(counts.min(), 1) else "linear")
+    _save(fig, path)

@@ -171,19 +171,28 @@ class Trainer:
         """Compute the features no run has cached yet: each process a share, each entry one writer."""
         p = self.s.processes
         start = time.perf_counter()
-        images = list(dict.fromkeys(s.image for s in (*self.s.train.samples, *self.s.val.samples)))
+        samples = (*self.s.train.samples, *self.s.val.samples)
+        images = list(dict.fromkeys([s.image for s in samples] + [s.previous for s in samples if s.previous]))
         mine = self.s.cache.missing(images)[p.rank:: p.world]  # every process lists the same, before any writes
         for image in tqdm(mine, desc="features", unit="img", disable=not (mine and p.main and self.s.progress)):
             self.s.cache.store(image, self._backbone([read_image(image)]))
         p.barrier()
         return time.perf_counter() - start
 
-    def _features(self, items: list[dict[str, Any]]) -> list[torch.Tensor]:
-        """The batch's maps, (B, C, h, w) per layer: cached ones as read, images through the backbone."""
-        fresh = [item["image"] for item in items if item["maps"] is None]
+    def _features(self, items: list[dict[str, Any]], frame: str = "") -> list[torch.Tensor]:
+        """The batch's maps, (B, C, h, w) per layer: cached ones as read, images through the backbone;
+        ``frame="previous_"``: those of the frames before (flow pairs)."""
+        fresh = [item[f"{frame}image"] for item in items if item[f"{frame}maps"] is None]
         computed = iter(zip(*self._backbone(fresh))) if fresh else iter(())
-        per_item = [item["maps"] if item["maps"] is not None else list(next(computed)) for item in items]
+        per_item = [item[f"{frame}maps"] if item[f"{frame}maps"] is not None else list(next(computed))
+                    for item in items]
         return [torch.stack([m.to(self.device) for m in layer]) for layer in zip(*per_item)]
+
+    def _forward(self, net: torch.nn.Module, items: list[dict[str, Any]]) -> Any:
+        """The head on a batch: with the frames before too for a temporal head (flow)."""
+        if self.model.temporal:
+            return net(self._features(items), self._features(items, "previous_"))
+        return net(self._features(items))
 
     # --- loops --------------------------------------------------------------------------------------------
     def _loader(self, dataset: torch.utils.data.Dataset, order: Sequence[int]) -> DataLoader:
@@ -257,10 +266,9 @@ class Trainer:
         # Dropout and any other randomness in the head: fixed by the run's position, so a resumed run matches.
         position = [self.o.seed, epoch, step, self.s.processes.rank]
         torch.manual_seed(int(np.random.SeedSequence(position).generate_state(1, np.uint64)[0] >> np.uint64(1)))
-        features = self._features(items)
         targets = to_device([item["target"] for item in items], self.device)
         with autocast(self.device, self.amp) if self.amp is not None else nullcontext():
-            losses = self.s.loss(self.net(features), targets)
+            losses = self.s.loss(self._forward(self.net, items), targets)
         total = losses["loss"]
         if not torch.isfinite(total):
             parts = ", ".join(f"{k} {float(v):.4g}" for k, v in losses.items())
@@ -285,7 +293,7 @@ class Trainer:
         self.kept = []
         self.model.eval()
         for batch in self._loader(items, range(p.rank, len(items), p.world)):  # each process its own share
-            outputs = self.model(self._features(batch))
+            outputs = self._forward(self.model, batch)
             for i, item in enumerate(batch):
                 image = PreparedImage(torch.empty(0), self.s.val_sizes[item["index"]], self.s.geometry[0])
                 result = self.model.postprocess(take(outputs, i), image, self.s.params)

@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...heads.training import BoxTargets, LabelTargets, Target
+from ...heads.training import BoxTargets, DepthTargets, LabelTargets, Target
 from .coco import read_coco
 from .dataset import DataError, Dataset, KeptTarget, Sample, box_problem, decode_image
-from .folders import read_depth, read_masks
+from .folders import read_depth, read_flow, read_masks
 from .voc import read_voc
 
 __all__ = ["DataError", "Dataset", "KeptTarget", "Sample", "check_samples", "load_dataset", "read_image"]
@@ -26,6 +26,7 @@ FORMATS = {  # what ``load_dataset`` reads for each task, for the error when it 
     "segmentation": "a COCO panoptic .json file, or a folder with images/, masks/ (class-index PNGs) and "
                     "classes.txt",
     "depth": "a folder with images/ and depth/ (16-bit PNGs in millimetres, or .npy files in metres)",
+    "flow": "a folder with images/, previous/ (the frame before each) and flow/ (.npy (H, W, 2) or .flo)",
 }
 CLASSES_FILE = "classes.txt"  # a mask folder's class names
 _SHOWN = 10  # problems ``check_samples`` lists; it counts them all
@@ -48,11 +49,11 @@ def load_dataset(task: str, data: str | Path, *, images: str | Path | None = Non
     data = Path(data)
     if task not in FORMATS:
         raise DataError(data, f"unknown task {task!r}; expected one of {sorted(FORMATS)}")
-    if task == "depth" and classes is not None:
-        raise DataError(classes, "depth data has no classes; drop the class list")
+    if task in ("depth", "flow") and classes is not None:
+        raise DataError(classes, f"{task} data has no classes; drop the class list")
     image_dir = Path(images) if images is not None else None
     class_names = _read_class_names(Path(classes)) if classes is not None else None
-    if data.is_file() and data.suffix.lower() == ".json" and task != "depth":
+    if data.is_file() and data.suffix.lower() == ".json" and task in ("detection", "segmentation"):
         return read_coco(task, data, images=image_dir, classes=class_names)
     if task == "detection" and (data / "Annotations").is_dir():
         return read_voc(data, images=image_dir, classes=class_names)
@@ -62,6 +63,8 @@ def load_dataset(task: str, data: str | Path, *, images: str | Path | None = Non
         return read_masks(data, images=image_dir, classes=class_names)
     if task == "depth" and (data / "depth").is_dir():
         return read_depth(data, images=image_dir)
+    if task == "flow" and (data / "flow").is_dir():
+        return read_flow(data, images=image_dir)
     found = "does not exist" if not data.exists() else f"is no {task} data set"
     raise DataError(data, f"{found}; expected {FORMATS[task]}")
 
@@ -82,6 +85,13 @@ def check_samples(dataset: Dataset) -> list[tuple[int, int]]:
             sizes.append(size)
         except DataError as e:
             problems.append(e)
+        if sample.previous is not None:  # a flow pair: the frame before must decode, at the same size
+            try:
+                if size is not None and (previous := read_image(sample.previous).shape[:2]) != size:
+                    problems.append(DataError(sample.previous, f"is {_shape(previous)} but the frame after it is "
+                                              f"{_shape(size)} (height x width)", f"image '{sample.name}'"))
+            except DataError as e:
+                problems.append(e)
         if size is not None and sample.declared_size not in (None, size):
             problems.append(DataError(sample.target_file or dataset.source, f"says the image is "
                                       f"{sample.declared_size[0]}x{sample.declared_size[1]} but it is "
@@ -121,8 +131,9 @@ def _target_problems(sample: Sample, target: Target, size: tuple[int, int] | Non
             if problem := box_problem(box, width, height):
                 problems.append(DataError(path, problem, f"{where}, object {number}"))
         return problems
-    values = target.labels if isinstance(target, LabelTargets) else target.depth
-    if size is not None and values.shape != size:
+    values = target.labels if isinstance(target, LabelTargets) else target.depth if isinstance(
+        target, DepthTargets) else target.flow  # (H, W), or (H, W, 2) for flow
+    if size is not None and values.shape[:2] != size:
         return [DataError(path, f"is {_shape(values.shape)} but its image is {_shape(size)} (height x width)", where)]
     if isinstance(target, LabelTargets):
         bad = np.unique(values[(values < 0) | (values >= num_classes)])

@@ -43,6 +43,7 @@ class Sample:
     load_target: Callable[[], Target]
     target_file: Path | None = None  # the mask, depth map or annotation file the target comes from, for errors
     declared_size: tuple[int, int] | None = None  # (H, W) the annotations give the image, which it must have
+    previous: Path | None = None  # the frame before ``image``, for a temporal head (optical flow)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...heads.training import DepthTargets, LabelTargets
+from ...heads.training import DepthTargets, FlowTargets, LabelTargets
 from ...offline.sources import IMAGE_SUFFIXES
 from .dataset import DataError, Dataset, Sample, decode_image
 
@@ -32,6 +32,36 @@ def read_depth(folder: Path, *, images: Path | None = None) -> Dataset:
     samples = tuple(Sample(image, image.name, partial(_load_depth, depth), depth)
                     for image, depth in _pairs(folder, images, "depth", (".png", ".npy")))
     return Dataset("depth", (), samples, str(folder))
+
+
+def read_flow(folder: Path, *, images: Path | None = None) -> Dataset:
+    """Optical-flow pairs: ``previous/<stem>.*`` is the frame before ``images/<stem>.*``, and ``flow/<stem>.npy``
+    (float32 (H, W, 2), u then v in pixels, non-finite = unknown) or ``.flo`` (Middlebury) the motion."""
+    samples = []
+    for image, flow in _pairs(folder, images, "flow", (".npy", ".flo")):
+        previous = [p for p in (folder / "previous").glob(f"{image.stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        if len(previous) != 1:
+            raise DataError(folder / "previous", f"needs exactly one image of stem {image.stem!r} (the frame before "
+                            f"it), found {len(previous)}", f"image '{image.name}'")
+        samples.append(Sample(image, image.name, partial(_load_flow, flow), flow, previous=previous[0]))
+    return Dataset("flow", (), tuple(samples), str(folder))
+
+
+def _load_flow(path: Path) -> FlowTargets:
+    try:
+        if path.suffix == ".flo":  # Middlebury: b"PIEH", width, height (int32), then (H, W, 2) float32
+            raw = path.read_bytes()
+            if raw[:4] != b"PIEH":
+                raise ValueError("no PIEH tag")
+            width, height = np.frombuffer(raw, np.int32, 2, 4)
+            flow = np.frombuffer(raw, np.float32, height * width * 2, 12).reshape(height, width, 2)
+        else:
+            flow = np.load(path)
+    except (OSError, ValueError) as e:
+        raise DataError(path, f"cannot be read as a flow field: {e}") from None
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise DataError(path, f"must be (height, width, 2) (u, v), got shape {flow.shape}")
+    return FlowTargets(np.ascontiguousarray(flow, dtype=np.float32))
 
 
 def _pairs(folder: Path, images: Path | None, targets: str, suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:

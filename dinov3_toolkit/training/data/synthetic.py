@@ -49,7 +49,9 @@ def make_synthetic(folder: str | Path, *, images: int = 8, height: int = 96, wid
 
     Layout: ``images/img_000.png``...; ``instances.json`` (COCO instances); ``voc/Annotations/*.xml``
     with ``voc/JPEGImages/``; ``panoptic.json`` with ``panoptic/*.png``; ``masks/*.png`` with
-    ``classes.txt`` (0 = background); ``depth/*.png`` (16-bit millimetres).
+    ``classes.txt`` (0 = background); ``depth/*.png`` (16-bit millimetres); and optical-flow pairs in
+    ``flow_pairs/`` (``images/``, ``previous/``, ``flow/*.npy``): a texture moved by a whole number of
+    pixels (-4..4 on each axis, one motion per pair), so the flow is exact everywhere.
     """
     folder = Path(folder)
     rng = np.random.default_rng(seed)
@@ -72,7 +74,23 @@ def make_synthetic(folder: str | Path, *, images: int = 8, height: int = 96, wid
     (folder / "instances.json").write_text(json.dumps(_coco(names, scenes, panoptic=False)))
     (folder / "panoptic.json").write_text(json.dumps(_coco(names, scenes, panoptic=True)))
     (folder / "classes.txt").write_text("\n".join(("background", *CLASSES)) + "\n")
+    _flow_pairs(folder / "flow_pairs", names, np.random.default_rng([seed, 1]), height, width)
     return folder
+
+
+def _flow_pairs(folder: Path, names: list[str], rng: np.random.Generator, height: int, width: int) -> None:
+    margin = 8
+    for sub in ("images", "previous", "flow"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        texture = cv2.cvtColor(_background(rng, height + 2 * margin, width + 2 * margin), cv2.COLOR_RGB2BGR)
+        dx, dy = (int(v) for v in rng.integers(-4, 5, 2))
+        previous = texture[margin: margin + height, margin: margin + width]
+        current = texture[margin - dy: margin - dy + height, margin - dx: margin - dx + width]  # moved by (dx, dy)
+        (folder / "previous" / name).write_bytes(_png(previous))
+        (folder / "images" / name).write_bytes(_png(current))
+        flow = np.broadcast_to(np.array([dx, dy], np.float32), (height, width, 2))
+        np.save(folder / "flow" / name.replace(".png", ".npy"), np.ascontiguousarray(flow))
 
 
 def _scene(rng: np.random.Generator, height: int, width: int) -> _Scene:
