@@ -277,13 +277,18 @@ def draw_flow_panel(image: np.ndarray, result: FlowField) -> np.ndarray:
         out = np.full((h, w, 3), _DARK, np.uint8)
         _put_label(out, f"no flow: {result.reason}", 0, h // 2, _DARK, style)
         return out
-    flow = result.flow if result.flow.shape[:2] == (h, w) else cv2.resize(result.flow, (w, h))
-    fastest = float(np.hypot(flow[..., 0], flow[..., 1]).max()) if flow.size else 0.0
+    flow = result.flow
+    if flow.shape[:2] != (h, w):  # another size: resample, and scale the vectors into this image's pixels
+        scale = np.array([w / flow.shape[1], h / flow.shape[0]], np.float32)
+        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * scale
+    speed = np.hypot(flow[..., 0], flow[..., 1])
+    fastest = float(speed[np.isfinite(speed)].max()) if np.isfinite(speed).any() else 0.0
     out = flow_to_rgb(flow, min_motion=min(1.0, fastest / 10))
-    side = min(h, w, max(24, min(h, w) // 6))  # the legend: each direction's colour at full speed
-    ys, xs = np.mgrid[-1:1:side * 1j, -1:1:side * 1j]
-    legend = flow_to_rgb(np.stack([xs, ys], -1).astype(np.float32), max_motion=1.0)
-    legend[np.hypot(xs, ys) > 1] = _DARK
-    out[h - side:, w - side:] = legend
+    side = min(h, w) // 4 if min(h, w) < 96 else max(24, min(h, w) // 6)  # the legend: each direction's colour
+    if side >= 8:
+        ys, xs = np.mgrid[-1:1:side * 1j, -1:1:side * 1j]
+        legend = flow_to_rgb(np.stack([xs, ys], -1).astype(np.float32), max_motion=1.0)
+        legend[np.hypot(xs, ys) > 1] = _DARK
+        out[h - side:, w - side:] = legend
     _put_label(out, f"max {fastest:.1f} px", 0, 0, _DARK, style)
     return out

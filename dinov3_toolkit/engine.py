@@ -72,6 +72,7 @@ class _Kept:
 
     maps: list[torch.Tensor]
     stamp_ns: int | None
+    size: tuple[int, int]  # (H, W) of the frame: the stretch resize hides a change from the maps' shapes
 
 
 def open_backbone(name: str, weights: str | Path | None = None, *, random_weights: bool = False,
@@ -114,6 +115,7 @@ class Engine:
         self.random_backbone = random_backbone
         self.stream_gap_s = DEFAULTS.stream_gap_s
         self._streams: dict[str, _Kept] = {}  # stream -> its previous frame, for temporal heads
+        self._generation = 0  # counts forget_streams() calls
         self._wanted: dict[str, list[int]] = {}  # head name -> backbone layers it reads
         for head in heads:
             try:
@@ -156,12 +158,14 @@ class Engine:
         A head that cannot be loaded is logged and listed in ``failed``; the rest
         run. Asking for a head that no folder provides is a configuration error.
         ``random_weights`` runs with random weights wherever no file is found (for
-        smoke tests and demos; results are meaningless). ``warmup`` runs one blank
-        frame so that the first camera frame is not slow and a head that cannot
+        smoke tests and demos; results are meaningless). ``warmup`` runs a blank
+        frame (two with a temporal head) so that the first camera frame is not slow and a head that cannot
         run at all is caught at start. A head whose weights were trained on another
         backbone (its manifest's ``trained_on``) is refused unless
         ``allow_backbone_mismatch``; other sizes or resize modes are only warned about.
         """
+        if not stream_gap_s > 0:  # also refuses NaN
+            raise ConfigError(f"stream_gap_s must be a number of seconds above 0, got {stream_gap_s!r}")
         manifests, failed = discover(head_dirs, templates=heads is not None)  # templates only when named
         names = list(manifests) + [n for n in failed if n not in manifests] if heads is None else list(heads)
         if len(set(names)) != len(names):
@@ -239,26 +243,30 @@ class Engine:
             with autocast(self.extractor.device, self.extractor.dtype):
                 model = self.heads[name].model
                 if model.temporal:
+                    if previous is None:
+                        raise ValueError(f"head {name!r} is temporal: it needs the previous frame's maps too")
                     return model(self.head_inputs(name, maps), self.head_inputs(name, previous))
                 return model(self.head_inputs(name, maps))
 
-    def _previous(self, stream: str, stamp_ns: int | None, maps: list[torch.Tensor]) -> tuple[list | None, str]:
+    def _previous(self, stream: str, stamp_ns: int | None, size: tuple[int, int]) -> tuple[list | None, str]:
         """The kept maps of ``stream``'s previous frame, or None and why there are none to use."""
         kept = self._streams.get(stream)
         if kept is None:
             return None, f"first frame of stream {stream!r}: flow needs two"
-        if [m.shape for m in kept.maps] != [m.shape for m in maps]:
-            return None, f"the frame size changed on stream {stream!r}"
-        if stamp_ns is not None and kept.stamp_ns is not None:
+        if kept.size != size:
+            return None, f"the frame size changed on stream {stream!r} ({kept.size} to {size})"
+        if stamp_ns and kept.stamp_ns:  # 0: a driver that stamps nothing
             gap = (stamp_ns - kept.stamp_ns) / 1e9
-            if gap <= 0:
+            if gap < 0:
                 return None, f"time went back {-gap:.3f} s on stream {stream!r}: a new sequence starts"
             if gap > self.stream_gap_s:
                 return None, f"a gap of {gap:.3f} s on stream {stream!r} (more than {self.stream_gap_s:g} s)"
         return kept.maps, ""
 
     def forget_streams(self) -> None:
-        """Drop every stream's kept frame (the node does when it is deactivated: the next frame starts anew)."""
+        """Drop every stream's kept frame (the node does when it is deactivated: the next frame starts anew);
+        a frame being processed meanwhile (on another thread) is not kept either."""
+        self._generation += 1
         self._streams.clear()
 
     def warmup(self) -> None:
@@ -298,13 +306,14 @@ class Engine:
         forward_s: dict[str, float] = {}
         post_s: dict[str, float] = {}
         temporal = any(head.model.temporal for head in self.heads.values())
-        previous, why = self._previous(stream, stamp_ns, maps) if temporal else (None, "")
+        generation = self._generation  # a forget_streams() meanwhile: this frame is not kept either
+        previous, why = self._previous(stream, stamp_ns, prepared.original_size) if temporal else (None, "")
         for name, head in list(self.heads.items()):
-            if head.model.temporal and previous is None:
-                results[name] = head.model.first_result(why)
-                continue
             t0 = time.perf_counter()
             try:
+                if head.model.temporal and previous is None:
+                    results[name] = head.model.first_result(why)
+                    continue
                 outputs = self.head_forward(name, maps, previous)
                 sync()
                 t1 = time.perf_counter()
@@ -315,8 +324,8 @@ class Engine:
                 continue
             forward_s[name] = t1 - t0
             post_s[name] = time.perf_counter() - t1
-        if temporal:
-            self._streams[stream] = _Kept(maps, stamp_ns)
+        if temporal and generation == self._generation:
+            self._streams[stream] = _Kept(maps, stamp_ns, prepared.original_size)
         timings = StageTimings(
             preprocess=after_pre - start, backbone=after_backbone - after_pre, heads=forward_s, postprocess=post_s
         )

@@ -112,18 +112,22 @@ def _depth_record(result: DepthMap) -> dict[str, Any]:
 
 
 def _flow_speed(result: FlowField) -> np.ndarray:
-    return np.hypot(result.flow[..., 0], result.flow[..., 1])
+    """The finite speeds (pixels per frame) of the flow's pixels, flattened."""
+    speed = np.hypot(result.flow[..., 0], result.flow[..., 1])
+    return speed[np.isfinite(speed)]
 
 
 def _flow_summary(result: FlowField) -> str:
-    return f"no flow ({result.reason})" if result.flow is None else f"flow up to {_flow_speed(result).max():.1f} px"
+    if result.flow is None:
+        return f"no flow ({result.reason})"
+    speed = _flow_speed(result)
+    return f"flow up to {speed.max():.1f} px" if speed.size else "flow with no finite value"
 
 
 def _flow_record(result: FlowField) -> dict[str, Any]:
-    if result.flow is None:
-        return {"reason": result.reason, "mean_px": None, "max_px": None}
-    speed = _flow_speed(result)
-    return {"reason": None, "mean_px": float(speed.mean()), "max_px": float(speed.max())}
+    speed = _flow_speed(result) if result.flow is not None else np.zeros(0)
+    return {"reason": result.reason or None, "mean_px": float(speed.mean()) if speed.size else None,
+            "max_px": float(speed.max()) if speed.size else None}
 
 
 KINDS = (

@@ -7,6 +7,7 @@ original class's outputs (flow head spec §8).
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -183,3 +184,60 @@ def test_a_flow_result_without_flow_must_say_why():
         FlowField(None)
     with pytest.raises(ValueError, match=r"\(H, W, 2\) float32"):
         FlowField(np.zeros((4, 4, 3), np.float32))
+
+
+def test_unstamped_and_repeated_stamps_still_pair_and_a_new_frame_size_starts_anew(engine):
+    engine.forget_streams()
+    for _ in range(2):  # a driver that stamps nothing sends 0
+        last = engine(textured(), stream="raw", stamp_ns=0)
+    assert last.results["flow"].flow is not None
+    assert engine(textured(), stream="raw", stamp_ns=0).results["flow"].flow is not None  # the same stamp again
+    resized = engine(textured(h=64, w=128), stream="raw", stamp_ns=0).results["flow"]
+    assert resized.flow is None and "the frame size changed" in resized.reason  # stretch hides it from the maps
+
+
+def test_a_frame_in_flight_during_forget_streams_is_not_kept(engine):
+    engine.forget_streams()
+    original = engine._previous
+
+    def forgotten_meanwhile(*args):  # the node deactivating while the worker runs this frame
+        engine.forget_streams()
+        return original(*args)
+
+    engine._previous = forgotten_meanwhile
+    try:
+        engine(textured(), stream="cam", stamp_ns=1)
+    finally:
+        engine._previous = original
+    assert engine(textured(), stream="cam", stamp_ns=2).results["flow"].flow is None  # nothing was kept
+
+
+def test_a_temporal_heads_failure_on_a_first_frame_is_that_heads_alone(engine, monkeypatch):
+    engine.forget_streams()
+    monkeypatch.setattr(engine.heads["flow"].model, "first_result", lambda reason: 1 / 0)
+    frame = engine(textured(), stream="x", stamp_ns=1)
+    assert "ZeroDivisionError" in str(frame.errors["flow"]) and "depth" in frame.results
+
+
+def test_records_of_a_flow_with_non_finite_values_stay_json():
+    flow = np.full((4, 4, 2), np.nan, np.float32)
+    flow[0, 0] = (3.0, 4.0)
+    assert result_kinds.record(FlowField(flow), "flow/a.npy") == {
+        "type": "flow", "file": "flow/a.npy", "reason": None, "mean_px": 5.0, "max_px": 5.0}
+    assert result_kinds.record(FlowField(np.full((2, 2, 2), np.inf, np.float32)), None)["max_px"] is None
+
+
+def test_a_stream_gap_must_be_positive_and_a_temporal_head_must_say_what_a_first_frame_gives(tmp_path):
+    from dinov3_toolkit.errors import ConfigError
+    from dinov3_toolkit.heads import HeadError, load_manifest
+    from dinov3_toolkit.heads.loader import TEMPLATES_DIR, import_head_class
+
+    with pytest.raises(ConfigError, match="stream_gap_s must be a number of seconds above 0, got nan"):
+        Engine.create(backbone="vits16", device="cpu", size=32, heads=["flow"], random_weights=True,
+                      stream_gap_s=float("nan"))
+    folder = tmp_path / "head_myflow"
+    shutil.copytree(TEMPLATES_DIR / "head_flow", folder)
+    model = folder / "model.py"
+    model.write_text(model.read_text().replace("def first_result(", "def _unused("))
+    with pytest.raises(HeadError, match="is temporal but defines no first_result"):
+        import_head_class(load_manifest(folder))

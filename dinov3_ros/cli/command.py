@@ -211,7 +211,7 @@ def _training_parsers(sub: argparse._SubParsersAction) -> None:
     _backbone_options(train, size_default=DEFAULTS.size, backbone_default=DEFAULTS.backbone)
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("eval", help="score a head folder on a labelled data set (mAP, mIoU, AbsRel)")
+    evaluate = sub.add_parser("eval", help="score a head folder on a labelled data set (mAP, mIoU, AbsRel, EPE)")
     evaluate.add_argument("head", help="a head folder, or the name of a head found")
     evaluate.add_argument("--data", required=True, help="as for train")
     evaluate.add_argument("--images", help="image folder for a JSON data set")
@@ -219,6 +219,8 @@ def _training_parsers(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--param", action=_KeyValue, metavar="NAME=VALUE",
                           help="the head's parameter, e.g. score_threshold=0.3 (default: its manifest's)")
     evaluate.add_argument("--median-scaling", action="store_true", help="depth: scale to the truth's median first")
+    evaluate.add_argument("--allow-backbone-mismatch", action="store_true",
+                          help="score a head on a backbone other than the one it was trained on")
     evaluate.add_argument("--out", help="folder for metrics.json and plots")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     _backbone_options(evaluate, size_default=None, backbone_default=None)

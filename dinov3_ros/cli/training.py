@@ -56,6 +56,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         head=args.head, data=Path(args.data), images=_path(args.images), classes=_path(args.classes),
         head_dirs=tuple(Path(d) for d in args.head_dir), params=args.param or {},
         backbone=args.backbone, backbone_weights=_path(args.weights), random_weights=args.random_weights,
+        allow_backbone_mismatch=args.allow_backbone_mismatch,
         device=args.device, precision=args.precision, size=args.size, median_scaling=args.median_scaling,
         out=_path(args.out), progress=not args.quiet,
     ))

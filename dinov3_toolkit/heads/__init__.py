@@ -12,21 +12,23 @@ from .manifest import HeadManifest, ParamSpec, load_manifest
 from .ops.anchors import (
     MATCH_BACKGROUND,
     MATCH_IGNORE,
+    anchor_batch,
     anchor_grid,
     decode_boxes,
     encode_boxes,
     match_anchors,
     per_anchor,
 )
-from .ops.boxes import batched_nms, box_iou
+from .ops.boxes import batched_nms, box_iou, nms_detections
 from .ops.dense import labels_at, labels_to_host, resize_map, upsample_bilinear
 from .ops.losses import dice_loss, giou_loss, sigmoid_focal_loss, softmax_focal_loss
-from .training import BoxTargets, DepthTargets, FlowTargets, HeadLoss, LabelTargets
+from .training import BoxTargets, DepthTargets, FlowTargets, HeadLoss, LabelTargets, boxes_in_input
 
 __all__ = [
-    "MATCH_BACKGROUND", "MATCH_IGNORE", "BoxTargets", "CheckpointError", "DepthMap", "DepthTargets", "Detections",
-    "FlowField", "FlowTargets", "Head", "HeadError", "HeadLoss", "HeadManifest", "LabelTargets", "ParamSpec",
-    "PreparedImage", "SemanticLabels", "anchor_grid", "batched_nms", "box_iou", "decode_boxes", "dice_loss",
-    "encode_boxes", "giou_loss", "labels_at", "labels_to_host", "load_manifest", "match_anchors", "per_anchor",
-    "resize_map", "sigmoid_focal_loss", "softmax_focal_loss", "upsample_bilinear",
+    "MATCH_BACKGROUND", "MATCH_IGNORE", "anchor_batch", "anchor_grid", "batched_nms", "box_iou", "boxes_in_input",
+    "BoxTargets", "CheckpointError", "decode_boxes", "DepthMap", "DepthTargets", "Detections", "dice_loss",
+    "encode_boxes", "FlowField", "FlowTargets", "giou_loss", "Head", "HeadError", "HeadLoss", "HeadManifest",
+    "labels_at", "labels_to_host", "LabelTargets", "load_manifest", "match_anchors", "nms_detections", "ParamSpec",
+    "per_anchor", "PreparedImage", "resize_map", "SemanticLabels", "sigmoid_focal_loss", "softmax_focal_loss",
+    "upsample_bilinear",
 ]

@@ -80,7 +80,11 @@ def discover(extra_dirs: Iterable[str | Path] = (), *,
 
 def import_head_class(manifest: HeadManifest) -> type[Head]:
     """The model class named by ``manifest.model``, imported from the head's folder."""
-    return _import_class(manifest, manifest.module, manifest.class_name, Head)
+    cls = _import_class(manifest, manifest.module, manifest.class_name, Head)
+    if cls.temporal and cls.first_result is Head.first_result:
+        raise HeadError(manifest.name, manifest.module_path, f"{cls.__name__} is temporal but defines no "
+                        f"first_result(reason): what it gives for a frame without a usable previous one")
+    return cls
 
 
 def import_head_loss(manifest: HeadManifest) -> type[HeadLoss]:
@@ -96,7 +100,9 @@ def _import_class(manifest: HeadManifest, module_name: str, class_name: str, bas
     try:
         module = importlib.import_module(f"{_package_for(manifest.folder)}.{module_name}")
     except Exception as e:  # a head's code can fail to import in any way; report it as that head's error
-        raise HeadError(manifest.name, path, f"cannot be imported: {type(e).__name__}: {e}") from e
+        hint = f" (pip install {e.name}, or the package that provides it)" if isinstance(e, ModuleNotFoundError) \
+            and e.name and not e.name.startswith(_EXTERNAL_PACKAGE) else ""
+        raise HeadError(manifest.name, path, f"cannot be imported: {type(e).__name__}: {e}{hint}") from e
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise HeadError(manifest.name, path,

@@ -10,7 +10,7 @@ A complete manifest (only ``task`` and ``model`` are required)::
     classes: class_names.txt # one name per line; the class gets them as class_names=(...)
     weights: weights/model.pth  # relative to the folder (.pth / .pt / .safetensors)
     layers: [-1]             # backbone layers the head reads, in the order forward() gets them
-    trained_on:              # what the weights expect; a mismatch is logged as a warning
+    trained_on:              # what the weights expect: another backbone is refused, other sizes warned about
       backbone: vits16plus
       size: 640
       resize_mode: stretch

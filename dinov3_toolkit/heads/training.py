@@ -36,6 +36,19 @@ class BoxTargets:
                              f"{self.labels.shape}")
 
 
+def boxes_in_input(target: BoxTargets, original_size: tuple[int, int], input_size: tuple[int, int],
+                   num_classes: int, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A detector loss's first step: (boxes (N, 4) float32 scaled per axis into input pixels, labels (N,)
+    int64), the labels checked to be class indices (``loss`` names the loss in the error)."""
+    labels = torch.from_numpy(target.labels).long()  # (N,)
+    if len(labels) and not (labels.min() >= 0 and labels.max() < num_classes):
+        raise ValueError(f"{loss}: box labels must be class indices in [0, {num_classes}), got "
+                         f"{labels.min().item()}..{labels.max().item()}")
+    (height, width), (h_in, w_in) = original_size, input_size
+    scale = torch.tensor([w_in / width, h_in / height] * 2)  # per axis: the image may have been stretched
+    return torch.from_numpy(target.boxes).float() * scale, labels
+
+
 @dataclass(frozen=True)
 class LabelTargets:
     """A class index per pixel, (H, W) int64; ``ignore`` (e.g. 255) marks pixels no loss or metric counts."""

@@ -39,6 +39,7 @@ class EvalRequest:
     backbone: str | None = None  # default: the one the head was trained on
     backbone_weights: Path | None = None
     random_weights: bool = False
+    allow_backbone_mismatch: bool = False  # score a head on a backbone other than its trained_on one
     device: str = "cuda"
     precision: str = "fp32"
     size: int | None = None  # default: the size the head was trained at
@@ -66,6 +67,7 @@ def eval_head(request: EvalRequest) -> dict[str, Any]:
         head_dirs=[] if manifest.folder.parent == BUILTIN_DIR else [manifest.folder],
         head_params={manifest.name: dict(request.params)},
         random_weights=request.random_weights,
+        allow_backbone_mismatch=request.allow_backbone_mismatch,
     )
     if manifest.name in engine.failed:
         raise engine.failed[manifest.name]

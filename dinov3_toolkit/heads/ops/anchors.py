@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -94,3 +95,22 @@ def match_anchors(anchors: torch.Tensor, boxes: torch.Tensor, fg_iou: float, bg_
 def _centre_size(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``[x1, y1, x2, y2]`` (N, 4) -> centres (N, 2) and sizes (N, 2), (x, y) and (w, h)."""
     return (boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]
+
+
+def anchor_batch(outputs: Any, targets: list[dict[str, torch.Tensor]], channels: int,
+                 loss: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An anchor head's loss, first step: its ``{"cls", "box"}`` outputs per anchor, (B, L, ``channels``) and
+    (B, L, 4) float32, and the batch's encoded ``labels`` (B, L) and ``deltas`` (B, L, 4), checked to match
+    (``loss`` names the loss in the errors)."""
+    if not (isinstance(outputs, dict) and all(isinstance(outputs.get(k), torch.Tensor) for k in ("cls", "box"))):
+        raise TypeError(f"{loss}: outputs must be the head's dict of 'cls' and 'box' tensors, got "
+                        f"{type(outputs).__name__}")
+    cls = per_anchor(outputs["cls"].float(), channels)  # (B, L, C)
+    box = per_anchor(outputs["box"].float(), 4)  # (B, L, 4)
+    labels = torch.stack([t["labels"] for t in targets])  # (B, L)
+    deltas = torch.stack([t["deltas"] for t in targets])  # (B, L, 4)
+    if labels.shape != cls.shape[:2]:
+        raise ValueError(f"{loss}: the outputs hold {cls.shape[0]} images x {cls.shape[1]} anchors but the targets "
+                         f"{tuple(labels.shape)}; were they encoded for another input or feature size, or another "
+                         f"number of anchors?")
+    return cls, box, labels, deltas

@@ -6,8 +6,14 @@ torch build, which breaks CPU-only and Jetson installs). Boxes are ``[x1, y1, x2
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import torch
+
+from ...preprocess import PreparedImage
+from ...results import Detections
 
 NMS_CHUNK = 1024  # candidates per greedy block: bounds the IoU matrices at chunk x chunk and chunk x kept
 
@@ -116,3 +122,20 @@ def _greedy(overlap: np.ndarray) -> np.ndarray:
         if alive[i]:
             alive[i + 1 :] &= ~overlap[i, i + 1 :]
     return np.flatnonzero(alive)
+
+
+def nms_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, image: PreparedImage,
+                params: Mapping[str, Any], class_names: tuple[str, ...]) -> Detections:
+    """A detector's last step: candidate boxes in input pixels -> clipped to the input frame, NMS with the head's
+    ``nms_iou_threshold``, ``class_agnostic_nms`` and ``max_detections``, the original image's pixels, on the host."""
+    h, w = image.input_size
+    boxes = torch.minimum(boxes.clamp(min=0), boxes.new_tensor([w, h, w, h]))  # (M, 4)
+    keep = batched_nms(boxes, scores, labels, params["nms_iou_threshold"],
+                       class_agnostic=params["class_agnostic_nms"], max_output=params["max_detections"])  # (N,)
+    sy, sx = image.scale
+    height, width = image.original_size
+    boxes = boxes[keep] * boxes.new_tensor([sx, sy, sx, sy])  # (N, 4) original pixels
+    # Clip again: the float32 scaling can land a hair outside the frame.
+    boxes = torch.minimum(boxes, boxes.new_tensor([width, height, width, height]))
+    return Detections(boxes=boxes.cpu().numpy(), scores=scores[keep].cpu().numpy(),
+                      labels=labels[keep].cpu().numpy(), class_names=class_names)

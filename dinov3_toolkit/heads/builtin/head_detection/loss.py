@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dinov3_toolkit.heads import BoxTargets, Head, HeadLoss, giou_loss, sigmoid_focal_loss
+from dinov3_toolkit.heads import BoxTargets, Head, HeadLoss, boxes_in_input, giou_loss, sigmoid_focal_loss
 
 from .model import NUM_LEVELS
 
@@ -43,13 +43,7 @@ class FCOSLoss(HeadLoss):
         distances from the location to the sides of its box in input pixels; ``centerness`` (L,) float32.
         ``ltrb`` and ``centerness`` are 0 at background locations.
         """
-        labels = torch.from_numpy(target.labels).long()  # (N,)
-        if len(labels) and not (labels.min() >= 0 and labels.max() < self.num_classes):
-            raise ValueError(f"FCOSLoss: box labels must be class indices in [0, {self.num_classes}), got "
-                             f"{labels.min().item()}..{labels.max().item()}")
-        (height, width), (h_in, w_in) = original_size, input_size
-        scale = torch.tensor([w_in / width, h_in / height] * 2)  # per axis: the image may have been stretched
-        boxes = torch.from_numpy(target.boxes).float() * scale  # (N, 4) input pixels
+        boxes, labels = boxes_in_input(target, original_size, input_size, self.num_classes, "FCOSLoss")
         points, strides, counts = _locations(input_size, feature_size)  # (L, 2), (L, 2), cells per level
         n = len(points)
         if not len(boxes):

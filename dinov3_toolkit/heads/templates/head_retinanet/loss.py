@@ -15,9 +15,10 @@ from dinov3_toolkit.heads import (
     BoxTargets,
     Head,
     HeadLoss,
+    anchor_batch,
+    boxes_in_input,
     encode_boxes,
     match_anchors,
-    per_anchor,
     sigmoid_focal_loss,
 )
 
@@ -46,13 +47,7 @@ class RetinaNetLoss(HeadLoss):
         """Per anchor (L in all, in ``per_anchor``'s order): ``labels`` (L,) int64, the class to predict,
         ``MATCH_BACKGROUND`` or ``MATCH_IGNORE``; ``deltas`` (L, 4) float32, the (dx, dy, dw, dh) of its box,
         0 where it has none."""
-        labels = torch.from_numpy(target.labels).long()  # (N,)
-        if len(labels) and not (labels.min() >= 0 and labels.max() < self.num_classes):
-            raise ValueError(f"RetinaNetLoss: box labels must be class indices in [0, {self.num_classes}), got "
-                             f"{labels.min().item()}..{labels.max().item()}")
-        (height, width), (h_in, w_in) = original_size, input_size
-        scale = torch.tensor([w_in / width, h_in / height] * 2)  # per axis: the image may have been stretched
-        boxes = torch.from_numpy(target.boxes).float() * scale  # (N, 4) input pixels
+        boxes, labels = boxes_in_input(target, original_size, input_size, self.num_classes, "RetinaNetLoss")
         anchors = self.head.anchors(input_size, feature_size)  # (L, 4)
         match = match_anchors(anchors, boxes, self.fg_iou, self.bg_iou)  # (L,)
         positive = match >= 0
@@ -64,17 +59,7 @@ class RetinaNetLoss(HeadLoss):
 
     def __call__(self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
                  ) -> dict[str, torch.Tensor]:
-        if not (isinstance(outputs, dict) and all(isinstance(outputs.get(k), torch.Tensor) for k in ("cls", "box"))):
-            raise TypeError(f"RetinaNetLoss: outputs must be the dict of RetinaNetHead.forward ('cls', 'box' "
-                            f"tensors), got {type(outputs).__name__}")
-        cls = per_anchor(outputs["cls"].float(), self.num_classes)  # (B, L, K)
-        box = per_anchor(outputs["box"].float(), 4)  # (B, L, 4)
-        labels = torch.stack([t["labels"] for t in targets])  # (B, L)
-        deltas = torch.stack([t["deltas"] for t in targets])  # (B, L, 4)
-        if labels.shape != cls.shape[:2]:
-            raise ValueError(f"RetinaNetLoss: the outputs hold {cls.shape[0]} images x {cls.shape[1]} anchors but "
-                             f"the targets {tuple(labels.shape)}; were they encoded for another input or feature "
-                             f"size, or another number of anchors?")
+        cls, box, labels, deltas = anchor_batch(outputs, targets, self.num_classes, "RetinaNetLoss")  # (B, L, K)...
 
         positive = labels >= 0  # (B, L): the match values MATCH_BACKGROUND and MATCH_IGNORE are negative
         counted = labels != MATCH_IGNORE  # (B, L): positives and background

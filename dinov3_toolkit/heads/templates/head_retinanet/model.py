@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dinov3_toolkit.heads import Detections, Head, PreparedImage, anchor_grid, batched_nms, decode_boxes, per_anchor
+from dinov3_toolkit.heads import Detections, Head, PreparedImage, anchor_grid, decode_boxes, nms_detections, per_anchor
 
 BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # (dx, dy, dw, dh) coder weights: torchvision's RetinaNet
 
@@ -105,20 +105,4 @@ class RetinaNetHead(Head):
         scores, pair = scores[above], pair[above]  # (M,)
         anchor, label = pair // num_classes, pair % num_classes  # (M,) each
         boxes = decode_boxes(deltas[anchor], anchors[anchor], BOX_WEIGHTS)  # (M, 4) input pixels
-        return _detections(boxes, scores, label, image, params, self.class_names)
-
-
-def _detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, image: PreparedImage,
-                params: Mapping[str, Any], class_names: tuple[str, ...]) -> Detections:
-    """Candidates in input pixels -> clipped to the input frame, NMS, the original image's pixels, on the host."""
-    h, w = image.input_size
-    boxes = torch.minimum(boxes.clamp(min=0), boxes.new_tensor([w, h, w, h]))  # (M, 4)
-    keep = batched_nms(boxes, scores, labels, params["nms_iou_threshold"],
-                       class_agnostic=params["class_agnostic_nms"], max_output=params["max_detections"])  # (N,)
-    sy, sx = image.scale
-    height, width = image.original_size
-    boxes = boxes[keep] * boxes.new_tensor([sx, sy, sx, sy])  # (N, 4) original pixels
-    # Clip again: the float32 scaling can land a hair outside the frame.
-    boxes = torch.minimum(boxes, boxes.new_tensor([width, height, width, height]))
-    return Detections(boxes=boxes.cpu().numpy(), scores=scores[keep].cpu().numpy(),
-                      labels=labels[keep].cpu().numpy(), class_names=class_names)
+        return nms_detections(boxes, scores, label, image, params, self.class_names)

@@ -10,7 +10,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dinov3_toolkit.heads import BoxTargets, Head, HeadLoss, encode_boxes, match_anchors, per_anchor
+from dinov3_toolkit.heads import (
+    BoxTargets,
+    Head,
+    HeadLoss,
+    anchor_batch,
+    boxes_in_input,
+    encode_boxes,
+    match_anchors,
+)
 
 from .model import BOX_WEIGHTS
 
@@ -38,13 +46,7 @@ class SSDLoss(HeadLoss):
                feature_size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """Per default box (L in all, in ``per_anchor``'s order): ``labels`` (L,) int64, 0 for background and
         k + 1 for class k; ``deltas`` (L, 4) float32, the (dx, dy, dw, dh) of its box, 0 for background."""
-        labels = torch.from_numpy(target.labels).long()  # (N,)
-        if len(labels) and not (labels.min() >= 0 and labels.max() < self.num_classes):
-            raise ValueError(f"SSDLoss: box labels must be class indices in [0, {self.num_classes}), got "
-                             f"{labels.min().item()}..{labels.max().item()}")
-        (height, width), (h_in, w_in) = original_size, input_size
-        scale = torch.tensor([w_in / width, h_in / height] * 2)  # per axis: the image may have been stretched
-        boxes = torch.from_numpy(target.boxes).float() * scale  # (N, 4) input pixels
+        boxes, labels = boxes_in_input(target, original_size, input_size, self.num_classes, "SSDLoss")
         anchors = self.head.anchors(input_size, feature_size)  # (L, 4)
         match = match_anchors(anchors, boxes, self.iou_threshold, self.iou_threshold)  # (L,): no box is ignored
         positive = match >= 0
@@ -56,17 +58,7 @@ class SSDLoss(HeadLoss):
 
     def __call__(self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
                  ) -> dict[str, torch.Tensor]:
-        if not (isinstance(outputs, dict) and all(isinstance(outputs.get(k), torch.Tensor) for k in ("cls", "box"))):
-            raise TypeError(f"SSDLoss: outputs must be the dict of SSDHead.forward ('cls', 'box' tensors), got "
-                            f"{type(outputs).__name__}")
-        cls = per_anchor(outputs["cls"].float(), self.num_classes + 1)  # (B, L, K+1)
-        box = per_anchor(outputs["box"].float(), 4)  # (B, L, 4)
-        labels = torch.stack([t["labels"] for t in targets])  # (B, L)
-        deltas = torch.stack([t["deltas"] for t in targets])  # (B, L, 4)
-        if labels.shape != cls.shape[:2]:
-            raise ValueError(f"SSDLoss: the outputs hold {cls.shape[0]} images x {cls.shape[1]} default boxes but "
-                             f"the targets {tuple(labels.shape)}; were they encoded for another input or feature "
-                             f"size, or another number of default boxes?")
+        cls, box, labels, deltas = anchor_batch(outputs, targets, self.num_classes + 1, "SSDLoss")  # (B, L, K+1)...
 
         positive = labels > 0  # (B, L)
         num_pos = positive.sum().clamp(min=1)
