@@ -60,9 +60,9 @@ def test_dinov3_export_writes_and_checks(tmp_path, capsys, no_weights):
 
 
 def test_a_temporal_head_exports_with_the_previous_frames_maps_in_and_this_frames_out(tmp_path, no_weights):
-    engine = Engine.create(backbone="vits16", device="cpu", size=32, heads=["flow"], random_weights=True)
+    engine = Engine.create(backbone="vits16", device="cpu", size=32, heads=["flow", "ssd"], random_weights=True)
     names = export_onnx(engine, tmp_path / "flow.onnx")
     model = onnx.load(str(tmp_path / "flow.onnx"))
     assert [i.name for i in model.graph.input] == ["image", "previous.0"]
-    assert names == ["flow.0", "features.0"]  # the flow, and the maps to feed back as previous.0 next frame
+    assert names == ["flow.0", "ssd.0", "ssd.1", "features.0"]  # and the maps to feed back as previous.0
     assert compare_with_onnxruntime(engine, tmp_path / "flow.onnx") < 1e-4

@@ -43,6 +43,9 @@ class ExportGraph(nn.Module):
         self.backbone = engine.extractor.backbone
         self.heads = nn.ModuleDict({name: head.model for name, head in engine.heads.items()})
         self.temporal = any(head.temporal for head in self.heads.values())
+        if self.temporal and "features" in self.heads:
+            raise ConfigError("a head named 'features' would share its output names with the maps a temporal head's "
+                              "graph gives (features.<i>); rename that head's folder to export them together")
 
     def _run(self, image: torch.Tensor, previous: list[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         maps = self.backbone.forward_intermediates(image, self.engine.layers)
