@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .extractor import FeatureExtractor
 from .heads.base import HeadError
 from .heads.loader import LoadedHead, discover, load_head
-from .result_kinds import check_result
+from .result_kinds import InvalidResult, check_result, validate
 
 log = logging.getLogger(__name__)
 
@@ -312,14 +312,17 @@ class Engine:
             t0 = time.perf_counter()
             try:
                 if head.model.temporal and previous is None:
-                    results[name] = head.model.first_result(why)
+                    results[name] = validate(head.model.first_result(why), prepared.original_size)
                     continue
                 outputs = self.head_forward(name, maps, previous)
                 sync()
                 t1 = time.perf_counter()
                 with torch.inference_mode():
-                    results[name] = head.model.postprocess(outputs, prepared, head.params)
-            except Exception as e:  # a plug-in may fail in any way; it must not stop the others
+                    result = head.model.postprocess(outputs, prepared, head.params)
+                results[name] = validate(result, prepared.original_size)  # nothing downstream sees a broken one
+            except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, through the runners) stops the run, not the head
+                raise
+            except BaseException as e:  # a plug-in may fail in any way, sys.exit() too; never the others
                 errors[name] = _frame_error(name, head, e)
                 continue
             forward_s[name] = t1 - t0
@@ -337,14 +340,15 @@ class Engine:
             torch.cuda.synchronize(self.extractor.device)
 
 
-def _frame_error(name: str, head: LoadedHead, e: Exception) -> HeadError:
+def _frame_error(name: str, head: LoadedHead, e: BaseException) -> HeadError:
     """The error of a head that raised on a frame, pointing at the line of its own code that failed."""
     where = ""
     for frame in reversed(traceback.extract_tb(e.__traceback__)):
         if Path(frame.filename).is_relative_to(head.manifest.folder):
             where = f" (at {Path(frame.filename).name}:{frame.lineno})"
             break
-    error = HeadError(name, head.manifest.module_path, f"failed on this frame: {type(e).__name__}: {e}{where}")
+    what = f"returned an invalid result: {e}" if isinstance(e, InvalidResult) else f"{type(e).__name__}: {e}"
+    error = HeadError(name, head.manifest.module_path, f"failed on this frame: {what}{where}")
     error.__cause__ = e
     return error
 

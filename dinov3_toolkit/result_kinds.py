@@ -47,6 +47,15 @@ def _no_fields(result: object) -> dict[str, Any]:
     return {"result_type": type(result).__name__}
 
 
+class InvalidResult(ValueError):
+    """A head's result that breaks its kind's contract (labels out of range, non-finite boxes, a map of
+    another size): that head's failure on that frame, so nothing downstream ever sees it."""
+
+
+def _as_is(result: Any, size: tuple[int, int]) -> Any:
+    return result
+
+
 def _no_drawer(image: np.ndarray, result: object) -> np.ndarray:
     raise TypeError(
         f"no overlay drawer for result type {type(result).__module__}.{type(result).__qualname__}; register "
@@ -65,6 +74,50 @@ class ResultKind:
     saved: SavedArray | None = None  # the array kept beside the record; its path is the record's "file"
     draw: Callable[[np.ndarray, Any], np.ndarray] = _no_drawer  # (camera image, result) -> RGB picture
     layer: int | None = None  # painted over the camera image in this order (lowest first); None: own panel
+    # (result, frame (H, W)) -> the result, made exact where that is harmless (boxes clipped to the frame),
+    # or InvalidResult naming what is wrong; the engine runs it on every result before anything else sees it
+    validate: Callable[[Any, tuple[int, int]], Any] = _as_is
+
+
+def _map_size(name: str, shape: tuple[int, ...], size: tuple[int, int]) -> None:
+    if tuple(shape[:2]) != tuple(size):
+        raise InvalidResult(f"its {name} is {shape[0]}x{shape[1]} but the frame is {size[0]}x{size[1]} "
+                            f"(height x width): results are in the original frame's pixels")
+
+
+def _label_range(labels: np.ndarray, names: tuple[str, ...]) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
+        raise InvalidResult(f"its labels span {int(labels.min())}..{int(labels.max())} but it has "
+                            f"{len(names)} class names (0..{len(names) - 1})")
+
+
+def _valid_detections(result: Detections, size: tuple[int, int]) -> Detections:
+    _label_range(result.labels, result.class_names)
+    if not (np.isfinite(result.boxes).all() and np.isfinite(result.scores).all()):
+        raise InvalidResult("its boxes or scores are not all finite")
+    height, width = size
+    boxes = np.clip(result.boxes, 0, np.array([width, height, width, height], np.float32))  # inside the frame
+    return result if np.array_equal(boxes, result.boxes) else Detections(boxes, result.scores, result.labels,
+                                                                         result.class_names)
+
+
+def _valid_labels(result: SemanticLabels, size: tuple[int, int]) -> SemanticLabels:
+    _map_size("label map", result.labels.shape, size)
+    _label_range(result.labels, result.class_names)
+    return result
+
+
+def _valid_depth(result: DepthMap, size: tuple[int, int]) -> DepthMap:
+    _map_size("depth map", result.depth.shape, size)  # non-finite depth is allowed: "no depth here"
+    return result
+
+
+def _valid_flow(result: FlowField, size: tuple[int, int]) -> FlowField:
+    if result.flow is not None:
+        _map_size("flow", result.flow.shape, size)
+        if not np.isfinite(result.flow).all():
+            raise InvalidResult("its flow is not all finite")
+    return result
 
 
 def _detections_summary(result: Detections) -> str:
@@ -132,13 +185,16 @@ def _flow_record(result: FlowField) -> dict[str, Any]:
 
 KINDS = (
     ResultKind(Detections, "detection", _detections_summary, "detections", _detections_record,
-               draw=drawing.draw_detections, layer=1),  # boxes last, so label maps never hide them
+               draw=drawing.draw_detections, layer=1, validate=_valid_detections),  # boxes last: never hidden
     ResultKind(SemanticLabels, "segmentation", _labels_summary, "labels", _labels_record,
-               SavedArray("labels", ".png", lambda result: result.labels), drawing.draw_segmentation, layer=0),
+               SavedArray("labels", ".png", lambda result: result.labels), drawing.draw_segmentation, layer=0,
+               validate=_valid_labels),
     ResultKind(DepthMap, "depth", _depth_summary, "depth", _depth_record,
-               SavedArray("depth", ".npy", lambda result: result.depth), drawing.draw_depth_panel),
+               SavedArray("depth", ".npy", lambda result: result.depth), drawing.draw_depth_panel,
+               validate=_valid_depth),
     ResultKind(FlowField, "flow", _flow_summary, "flow", _flow_record,
-               SavedArray("flow", ".npy", lambda result: result.flow), drawing.draw_flow_panel),
+               SavedArray("flow", ".npy", lambda result: result.flow), drawing.draw_flow_panel,
+               validate=_valid_flow),
 )
 BY_TYPE = {kind.result_type: kind for kind in KINDS}
 BY_TASK = {kind.task: kind for kind in KINDS}
@@ -176,6 +232,11 @@ def kind_of(result: object) -> ResultKind | None:
 def _kind_or_plain(result: object) -> ResultKind:
     """Its kind, or one with the defaults (type name, "other" record, no drawer) for unregistered types."""
     return kind_of(result) or ResultKind(type(result), "")
+
+
+def validate(result: object, size: tuple[int, int]) -> object:
+    """``result`` checked against its kind's contract for a frame of ``size`` (H, W); ``InvalidResult`` if broken."""
+    return _kind_or_plain(result).validate(result, size)
 
 
 def summary(result: object) -> str:

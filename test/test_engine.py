@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dinov3_toolkit import result_kinds
 from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.engine import Engine
 from dinov3_toolkit.heads import HeadError
@@ -379,3 +380,51 @@ def test_weights_trained_on_another_backbone_are_refused_by_head_name_unless_all
                             allow_backbone_mismatch=True)
     assert "probe" in allowed.heads and allowed(frame(32, 32)).results["probe"].labels.shape == (32, 32)
     assert "trained with backbone=vits16plus but the engine runs backbone=vits16" in caplog.text
+
+
+def _probe_returning(tmp_path: Path, line: str) -> Path:
+    """A probe that, on frames wider than tall (so the square warm-up passes), does ``line`` before returning."""
+    broken = add_probe(tmp_path, "broken")
+    model = broken / "model.py"
+    model.write_text(model.read_text().replace(
+        "        return SemanticLabels(labels_to_host(labels, len(self.class_names)), self.class_names)\n",
+        "        result = SemanticLabels(labels_to_host(labels, len(self.class_names)), self.class_names)\n"
+        "        if image.original_size[1] > image.original_size[0]:\n"
+        f"            {line}\n"
+        "        return result\n",
+    ))
+    return model
+
+
+@pytest.mark.parametrize("line, message", [
+    ("result = SemanticLabels(result.labels + 7, result.class_names)", "labels span 7..9 but it has 3 class names"),
+    ("result = SemanticLabels(result.labels[:10], result.class_names)", "label map is 10x64 but the frame is 48x64"),
+    ("import sys; sys.exit(0)", "SystemExit: 0"),
+])
+def test_an_invalid_result_or_an_exit_is_that_heads_failure_alone(tmp_path, line, message):
+    add_probe(tmp_path)
+    _probe_returning(tmp_path, line)
+    engine = engine_with_broken(tmp_path)
+    out = engine(frame(48, 64))
+    assert sorted(out.results) == ["detection", "probe"] and message in str(out.errors["broken"])
+
+
+def test_boxes_are_clipped_to_the_frame_and_non_finite_ones_refused():
+    names = ("a", "b")
+    inside = result_kinds.validate(Detections(np.array([[-5, 2, 70, 60]], np.float32), np.array([0.5], np.float32),
+                                              np.array([1]), names), (48, 64))
+    np.testing.assert_array_equal(inside.boxes, [[0, 2, 64, 48]])
+    with pytest.raises(result_kinds.InvalidResult, match="not all finite"):
+        result_kinds.validate(Detections(np.array([[0, 0, np.nan, 4]], np.float32), np.array([0.5], np.float32),
+                                         np.array([0]), names), (48, 64))
+    with pytest.raises(result_kinds.InvalidResult, match=r"labels span -1..-1"):
+        result_kinds.validate(Detections(np.zeros((1, 4), np.float32), np.ones(1, np.float32), np.array([-1]),
+                                         names), (48, 64))
+
+
+def test_ctrl_c_inside_a_head_still_stops_the_run(tmp_path):
+    add_probe(tmp_path)
+    _probe_returning(tmp_path, "raise KeyboardInterrupt")
+    engine = engine_with_broken(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        engine(frame(48, 64))
