@@ -83,6 +83,16 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -
     ]
     if wrong:
         problems.append(f"{len(wrong)} wrong shape(s): {_listing(wrong)}")
+    # What the values are, not only where they go: an integer tensor for a float parameter is a different
+    # file, and one NaN makes every output NaN. Floating tensors of another precision are cast on loading.
+    kinds = [f"{k} is {v.dtype}, expected a floating-point tensor" for k, v in state_dict.items()
+             if k in expected and expected[k].is_floating_point() and not v.is_floating_point()]
+    if kinds:
+        problems.append(f"{len(kinds)} tensor(s) of the wrong kind: {_listing(kinds)}")
+    broken = [f"{k} ({int((~torch.isfinite(v)).sum())} of {v.numel()})" for k, v in state_dict.items()
+              if k in expected and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        problems.append(f"{len(broken)} tensor(s) with NaN or infinite values: {_listing(broken)}")
     return problems
 
 

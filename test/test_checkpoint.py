@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ from dinov3_toolkit.backbone import (
     save_backbone,
 )
 from dinov3_toolkit.checkpoint import read_state_dict, save_state_dict
+from dinov3_toolkit.engine import Engine
 
 SMALL = {"depth": 2}
 
@@ -167,3 +170,31 @@ def test_incomplete_hf_qkv_is_named(tmp_path):
     text = str(info.value)
     assert "missing key(s): blocks.1.attn.qkv.weight" in text
     assert "unexpected key(s): layer.1.attention.q_proj.weight, layer.1.attention.v_proj.weight" in text
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_values_are_checked_not_only_keys_and_shapes(saved, tmp_path, suffix):
+    """An integer tensor for a float parameter, or NaN in a weight, is refused naming the file and the key."""
+    _, path = saved
+    state = read_state_dict(path)
+    state["norm.weight"] = torch.ones(384, dtype=torch.int32)
+    state["blocks.0.attn.proj.weight"][3, 4] = float("nan")
+    bad = tmp_path / f"edited{suffix}"
+    save_state_dict(state, bad)
+    with pytest.raises(CheckpointError) as e:
+        load_backbone("vits16plus", bad, **SMALL)
+    message = str(e.value)
+    assert str(bad) in message
+    assert "norm.weight is torch.int32, expected a floating-point tensor" in message
+    assert "NaN or infinite values: blocks.0.attn.proj.weight (1 of 147456)" in message
+
+
+def test_a_head_file_with_nan_is_that_heads_error(tmp_path, no_weights):
+    folder = tmp_path / "head_probe"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "head_linear_probe", folder)
+    (folder / "weights").mkdir(exist_ok=True)
+    save_state_dict({"classifier.weight": torch.full((3, 384, 1, 1), float("inf")), "classifier.bias": torch.zeros(3)},
+                    folder / "weights" / "model.safetensors")
+    engine = Engine.create(backbone="vits16plus", backbone_overrides=SMALL, device="cpu", size=32, heads=["probe"],
+                           head_dirs=[tmp_path], random_weights=True)
+    assert "NaN or infinite values: classifier.weight (1152 of 1152)" in str(engine.failed["probe"])
