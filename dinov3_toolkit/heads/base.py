@@ -46,7 +46,8 @@ class Head(nn.Module, metaclass=abc.ABCMeta):
 
     # A temporal head compares a frame with the previous one of its stream (optical flow): the engine
     # calls ``forward(features, previous)`` with both frames' maps, and ``first_result(reason)`` when
-    # there is no usable previous frame (the stream's first, a gap, time going back).
+    # there is no usable previous frame (the stream's first, a gap, time going back); the loader refuses
+    # a temporal head that does not define ``first_result``.
     temporal: ClassVar[bool] = False
 
     def __init__(self, class_names: Sequence[str] = ()) -> None:
@@ -66,10 +67,6 @@ class Head(nn.Module, metaclass=abc.ABCMeta):
         ``params`` holds the head's current parameter values (manifest defaults
         plus the user's overrides), already validated.
         """
-
-    def first_result(self, reason: str) -> Any:
-        """A temporal head's result for a frame without a usable previous one (says ``reason``)."""
-        raise NotImplementedError(f"{type(self).__name__} is temporal and must define first_result")
 
     @classmethod
     def checkpoint_filter(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

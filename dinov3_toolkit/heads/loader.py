@@ -81,7 +81,7 @@ def discover(extra_dirs: Iterable[str | Path] = (), *,
 def import_head_class(manifest: HeadManifest) -> type[Head]:
     """The model class named by ``manifest.model``, imported from the head's folder."""
     cls = _import_class(manifest, manifest.module, manifest.class_name, Head)
-    if cls.temporal and cls.first_result is Head.first_result:
+    if cls.temporal and not callable(getattr(cls, "first_result", None)):
         raise HeadError(manifest.name, manifest.module_path, f"{cls.__name__} is temporal but defines no "
                         f"first_result(reason): what it gives for a frame without a usable previous one")
     return cls
