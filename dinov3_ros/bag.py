@@ -32,6 +32,7 @@ from dinov3_toolkit.overlays import draw_overlays
 from . import messages
 from .messages import DecodeError, compressed_to_rgb, image_to_rgb
 from .messages.backend import import_rosbags
+from .names import check_full_topic_name, join_topic
 from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics, overlays_wanted
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -160,6 +161,11 @@ class BagOutput(FrameWriter):
         if storage not in STORAGES:
             raise BagError(f"bag storage must be one of {STORAGES}, got {storage!r}")
         messages.check_class_id_mode(class_id)
+        recorded = [topic for topic in output_topics(heads)
+                    if not (topic.name == OVERLAY and not overlay)
+                    and not (topic.name.endswith("/overlay") and not head_overlays)]
+        names = {topic.name: join_topic(namespace, topic.name) for topic in recorded}  # checked before writing
+        check_full_topic_name(image_topic)
         self.path = Path(path)
         _make_room(self.path, overwrite)
         self.messages = messages.bag_messages(distro)
@@ -174,19 +180,12 @@ class BagOutput(FrameWriter):
             storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3,
         )
         self._writer.open()
-        prefix = "/" + namespace.strip("/") if namespace.strip("/") else ""
-        self._connections: dict[str, Any] = {}
-        for topic in output_topics(heads):
-            if topic.name == OVERLAY and not overlay:
-                continue
-            if topic.name.endswith("/overlay") and not head_overlays:
-                continue
-            self._connections[topic.name] = self._writer.add_connection(
-                f"{prefix}/{topic.name}",
-                topic.msgtype,
-                typestore=self.messages.typestore,
-                offered_qos_profiles=[_qos(topic)],
-            )
+        self._connections: dict[str, Any] = {
+            topic.name: self._writer.add_connection(names[topic.name], topic.msgtype,
+                                                    typestore=self.messages.typestore,
+                                                    offered_qos_profiles=[_qos(topic)])
+            for topic in recorded
+        }
         self._inputs: dict[tuple[str, str], Any] = {}
         self.wants_overlay = overlay
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dinov3_toolkit.backbone import get_backbone_spec
+from dinov3_toolkit.bounds import BOUNDS, Bound
 from dinov3_toolkit.config import DEFAULTS
 from dinov3_toolkit.device import DEVICE_PATTERN, PRECISIONS
 from dinov3_toolkit.preprocess import RESIZE_MODES
@@ -30,9 +31,16 @@ class NodeParam:
     default: Any
     description: str
     choices: tuple[str, ...] = ()
-    min: float | None = None
-    max: float | None = None
+    bound: Bound | None = None  # numeric parameters: from the one table the `dinov3` options use too
     live: bool = False
+
+    @property
+    def min(self) -> float | None:
+        return None if self.bound is None else self.bound.low
+
+    @property
+    def max(self) -> float | None:
+        return None if self.bound is None else self.bound.high
 
 
 NODE_PARAMS = (
@@ -42,7 +50,7 @@ NODE_PARAMS = (
     NodeParam("precision", DEFAULTS.precision, "compute precision (autocast); RoPE and norms stay fp32",
               choices=tuple(PRECISIONS)),
     NodeParam("image_size", DEFAULTS.size,
-              "network input side in pixels, a multiple of 16 (the heads were trained at 640)", min=16, max=4096),
+              "network input side in pixels, a multiple of 16 (the heads were trained at 640)", bound=BOUNDS["size"]),
     NodeParam("resize_mode", DEFAULTS.resize_mode, "stretch to image_size squared (as trained), or keep_aspect",
               choices=RESIZE_MODES),
     NodeParam("heads", [], "heads to run; empty: every head found"),
@@ -56,12 +64,13 @@ NODE_PARAMS = (
               "reliability of the image subscription (keep last 1); best_effort for a best-effort camera",
               choices=RELIABILITIES),
     NodeParam("frame_timeout", 5.0, "seconds without a frame before the node warns why (0: never)",
-              min=0.0, max=3600.0, live=True),
+              bound=BOUNDS["frame_timeout"], live=True),
     NodeParam("stream_gap", DEFAULTS.stream_gap_s, "seconds between frames beyond which temporal heads (flow) "
-              "start anew instead of pairing them", min=0.001, max=3600.0),
+              "start anew instead of pairing them", bound=BOUNDS["stream_gap"]),
     NodeParam("class_id", "name", "Detection2D class_id: the class name, or its index as a string",
               choices=CLASS_ID_MODES, live=True),
-    NodeParam("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.1, max=60.0),
+    NodeParam("diagnostics_period", 1.0, "seconds between /diagnostics messages",
+              bound=BOUNDS["diagnostics_period"]),
 )
 PARAMS_BY_NAME = {p.name: p for p in NODE_PARAMS}
 
@@ -80,10 +89,8 @@ def check_node_param(name: str, value: Any) -> Any:
         raise ValueError(f"{name} must be of type {type(default).__name__}, got {value!r}")
     if param.choices and value not in param.choices:
         raise ValueError(f"{name} must be one of {', '.join(param.choices)}, got {value!r}")
-    if param.min is not None and value < param.min or param.max is not None and value > param.max:
-        raise ValueError(f"{name} must be in [{param.min}, {param.max}], got {value!r}")
-    if name == "image_size" and value % 16:
-        raise ValueError(f"image_size must be a multiple of 16, got {value}")
+    if param.bound is not None:
+        value = param.bound.check(name, value)  # an OutOfBounds (ValueError) for NaN, inf, out of range
     if name == "backbone":
         get_backbone_spec(value)  # raises a ValueError listing the variants
     if name == "device" and (not (m := re.fullmatch(DEVICE_PATTERN, value)) or m[1] == "cpu" and m[2]):

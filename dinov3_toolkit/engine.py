@@ -27,13 +27,14 @@ from .backbone import (
     load_backbone,
 )
 from .backbone.features import resolve_layer_indices
+from .bounds import BOUNDS
 from .config import DEFAULTS
 from .device import autocast, keep_freed_memory
 from .errors import ConfigError
 from .extractor import FeatureExtractor
 from .heads.base import HeadError
 from .heads.loader import LoadedHead, discover, load_head
-from .result_kinds import InvalidResult, check_result, validate
+from .result_kinds import BrokenPromise, InvalidResult, validate
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,7 @@ class Engine:
         backbone (its manifest's ``trained_on``) is refused unless
         ``allow_backbone_mismatch``; other sizes or resize modes are only warned about.
         """
-        if not stream_gap_s > 0:  # also refuses NaN
-            raise ConfigError(f"stream_gap_s must be a number of seconds above 0, got {stream_gap_s!r}")
+        stream_gap_s = BOUNDS["stream_gap"].check("stream_gap_s", stream_gap_s)
         manifests, failed = discover(head_dirs, templates=heads is not None)  # templates only when named
         names = list(manifests) + [n for n in failed if n not in manifests] if heads is None else list(heads)
         if len(set(names)) != len(names):
@@ -273,16 +273,16 @@ class Engine:
         """Run a blank frame; heads that fail on it, or whose result contradicts their task, move to ``failed``."""
         side = self.extractor.preprocess.size
         blank = np.zeros((side, side, 3), dtype=np.uint8)
-        frame = self(blank, stream=WARMUP_STREAM)
+        errors = dict(self(blank, stream=WARMUP_STREAM).errors)
         if any(head.model.temporal for head in self.heads.values()):  # a second frame runs their forward too
-            frame = self(blank, stream=WARMUP_STREAM)
+            errors.update(self(blank, stream=WARMUP_STREAM).errors)  # the first ran their first_result
         self._streams.pop(WARMUP_STREAM, None)
-        for name, error in frame.errors.items():
+        for name, error in errors.items():
+            if isinstance(error.__cause__, BrokenPromise):  # publishers come from the task: never run such a head
+                self.failed[name] = HeadError(name, self.heads[name].manifest.path, f"refused: {error.__cause__}")
+                continue
             self.failed[name] = HeadError(name, error.path, f"{error.message} (the warm-up run on a blank frame)")
             self.failed[name].__cause__ = error.__cause__
-        for name, result in frame.results.items():
-            if broken := check_result(self.heads[name].manifest.task, result):
-                self.failed[name] = HeadError(name, self.heads[name].manifest.path, f"refused: {broken}")
         dropped = [name for name in self.heads if name in self.failed]
         for name in dropped:
             del self.heads[name]
@@ -312,14 +312,15 @@ class Engine:
             t0 = time.perf_counter()
             try:
                 if head.model.temporal and previous is None:
-                    results[name] = validate(head.model.first_result(why), prepared.original_size)
+                    results[name] = validate(head.model.first_result(why), prepared.original_size, head.manifest.task)
                     continue
                 outputs = self.head_forward(name, maps, previous)
                 sync()
                 t1 = time.perf_counter()
                 with torch.inference_mode():
                     result = head.model.postprocess(outputs, prepared, head.params)
-                results[name] = validate(result, prepared.original_size)  # nothing downstream sees a broken one
+                # nothing downstream sees a broken result, or one of another kind than its task promises
+                results[name] = validate(result, prepared.original_size, head.manifest.task)
             except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, through the runners) stops the run, not the head
                 raise
             except BaseException as e:  # a plug-in may fail in any way, sys.exit() too; never the others

@@ -44,14 +44,17 @@ def test_every_line_of_the_params_file_is_documented():
     "name, value, message",
     [
         ("precision", "fp8", "precision must be one of fp32, fp16, bf16"),
-        ("image_size", 650, "image_size must be a multiple of 16"),
-        ("image_size", 8, r"image_size must be in \[16"),
+        ("image_size", 650, r"image_size must be an integer in \[16, 4096\] px, a multiple of 16, got 650"),
+        ("image_size", 8, r"image_size must be an integer in \[16"),
         ("image_size", 640.0, "image_size must be of type int"),
         ("device", "gpu", "device must be 'cpu', 'cuda' or 'cuda:N'"),
         ("image_reliability", "fast", "image_reliability must be one of best_effort, reliable, system_default"),
         ("heads", ["detection", ""], "heads must be a list of non-empty strings"),
         ("backbone", "vitz16", "unknown backbone"),
-        ("diagnostics_period", 0.0, r"diagnostics_period must be in \[0.1"),
+        ("diagnostics_period", 0.0, r"diagnostics_period must be a finite number in \[0.1, 60\] s, got 0"),
+        ("diagnostics_period", float("nan"), r"diagnostics_period must be a finite number .* got nan"),
+        ("stream_gap", float("inf"), r"stream_gap must be a finite number .* got inf"),
+        ("frame_timeout", -1.0, r"frame_timeout must be a finite number in \[0, 3600\]"),
     ],
 )
 def test_bad_values_are_refused_with_the_reason(name, value, message):

@@ -6,8 +6,6 @@ import argparse
 import logging
 import sys
 
-import yaml
-
 from dinov3_toolkit.config import DEFAULTS
 from dinov3_toolkit.device import PRECISIONS
 from dinov3_toolkit.errors import Dinov3Error
@@ -20,53 +18,9 @@ from ..messages import CLASS_ID_MODES, DISTROS
 from .common import EXIT_INTERRUPTED, EXIT_USAGE
 from .info import cmd_backbones, cmd_check, cmd_heads
 from .offline import cmd_bag, cmd_demo, cmd_run
+from .option_types import HeadParam, KeyValue, bounded, frame_size, ros_namespace
 from .tools import cmd_bench, cmd_export
 from .training import cmd_eval, cmd_synth, cmd_train
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def _frame_size(text: str) -> tuple[int, int]:
-    """``1280x720`` -> (720, 1280), i.e. (H, W)."""
-    width, sep, height = text.lower().partition("x")
-    if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
-        raise argparse.ArgumentTypeError(f"frame size must be WIDTHxHEIGHT, e.g. 1280x720; got {text!r}")
-    return int(height), int(width)
-
-
-class _KeyValue(argparse.Action):
-    """``--head-arg fpn_channels=96`` -> {"fpn_channels": 96} (YAML-typed value)."""
-
-    def __call__(self, parser, namespace, text, option_string=None):
-        key, sep, value = text.partition("=")
-        if not (sep and key):
-            parser.error(f"{option_string} takes NAME=VALUE; got {text!r}")
-        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), key: yaml.safe_load(value)})
-
-
-class _HeadParam(argparse.Action):
-    """``--param detection.score_threshold=0.4`` -> {"detection": {"score_threshold": 0.4}} (YAML-typed value)."""
-
-    def __call__(self, parser, namespace, text, option_string=None):
-        key, sep, value = text.partition("=")
-        head, dot, name = key.partition(".")
-        if not (sep and dot and head and name):
-            parser.error(f"{option_string} takes HEAD.NAME=VALUE, e.g. detection.score_threshold=0.4; got {text!r}")
-        params = {h: dict(p) for h, p in (getattr(namespace, self.dest) or {}).items()}
-        params.setdefault(head, {})[name] = yaml.safe_load(value)
-        setattr(namespace, self.dest, params)
 
 
 def _engine_options(parser: argparse.ArgumentParser, *, random_option: bool = True) -> None:
@@ -76,16 +30,16 @@ def _engine_options(parser: argparse.ArgumentParser, *, random_option: bool = Tr
     g.add_argument("--device", default=DEFAULTS.device,
                    help="cpu, cuda or cuda:N (cuda falls back to cpu; default %(default)s)")
     g.add_argument("--precision", default=DEFAULTS.precision, choices=list(PRECISIONS))
-    g.add_argument("--size", type=_positive_int, default=DEFAULTS.size,
+    g.add_argument("--size", type=bounded("size"), default=DEFAULTS.size,
                    help="resize target in pixels (default %(default)s)")
     g.add_argument("--resize", default=DEFAULTS.resize_mode, choices=RESIZE_MODES)
     g.add_argument("--heads", nargs="+", help="heads to run (default: every head found)")
     g.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
-    g.add_argument("--param", action=_HeadParam, metavar="HEAD.NAME=VALUE",
+    g.add_argument("--param", action=HeadParam, metavar="HEAD.NAME=VALUE",
                    help="head parameter, e.g. detection.score_threshold=0.4 (repeatable)")
     g.add_argument("--allow-backbone-mismatch", action="store_true",
                    help="run heads whose weights were trained on another backbone (their results are poor)")
-    g.add_argument("--stream-gap", type=_positive_float, default=DEFAULTS.stream_gap_s,
+    g.add_argument("--stream-gap", type=bounded("stream_gap"), default=DEFAULTS.stream_gap_s,
                    help="seconds between frames beyond which temporal heads (flow) start anew (default %(default)s)")
     if random_option:
         g.add_argument("--random-weights", action="store_true",
@@ -97,7 +51,8 @@ def _bag_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--storage", default="mcap", choices=STORAGES, help="bag storage format (default %(default)s)")
     g.add_argument("--distro", default="jazzy", choices=DISTROS,
                    help="message definitions to record (both distros play the bag; default %(default)s)")
-    g.add_argument("--namespace", default="/dinov3", help="namespace of the result topics (the node's; %(default)s)")
+    g.add_argument("--namespace", type=ros_namespace, default="/dinov3",
+                   help="namespace of the result topics (the node's; %(default)s)")
     g.add_argument("--class-id", default="name", choices=CLASS_ID_MODES, help="Detection2D class_id: name or index")
     g.add_argument("--head-overlays", action="store_true", help="also record each head's own overlay topic")
     g.add_argument("--overwrite", action="store_true",
@@ -115,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="dinov3_out", help="output folder (default %(default)s)")
     run.add_argument("--no-overlay", action="store_true", help="write no overlays (faster)")
     run.add_argument("--bag", action="store_true", help="also write a rosbag2 with the node's topics to OUT/bag")
-    run.add_argument("--rate", type=_positive_float, default=10.0,
+    run.add_argument("--rate", type=bounded("rate"), default=10.0,
                      help="frames per second that stamp still images (default %(default)s)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_options(run)
@@ -158,11 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="per-frame cost stage by stage, ratios, JSON and a plot")
     bench.add_argument("--out", default="dinov3_bench",
                        help="folder for bench.json and bench.png (default %(default)s)")
-    bench.add_argument("--frame", type=_frame_size, metavar="WxH", help="camera frame size (default: SIZExSIZE)")
-    bench.add_argument("--rounds", type=_positive_int, default=10,
+    bench.add_argument("--frame", type=frame_size, metavar="WxH", help="camera frame size (default: SIZExSIZE)")
+    bench.add_argument("--rounds", type=bounded("rounds"), default=10,
                        help="timed calls of every stage (default %(default)s)")
-    bench.add_argument("--warmup", type=int, default=2, help="untimed calls of every stage first (default %(default)s)")
-    bench.add_argument("--depth", type=_positive_int, help="build the backbone with this many blocks (quick runs)")
+    bench.add_argument("--warmup", type=bounded("warmup"), default=2,
+                       help="untimed calls of every stage first (default %(default)s)")
+    bench.add_argument("--depth", type=bounded("depth"), help="build the backbone with this many blocks (quick runs)")
     bench.add_argument("--no-transformers", action="store_true", help="skip stage (e), transformers' DINOv3ViTModel")
     bench.add_argument("--no-ros", action="store_true", help="skip stage (c), building the ROS messages")
     _engine_options(bench, random_option=False)
@@ -185,25 +141,27 @@ def _training_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--classes", help="class names file (one per line) fixing the names and their order")
     train.add_argument("--val-data", help="a separate validation set (default: --val-fraction held out)")
     train.add_argument("--val-images", help="image folder of --val-data")
-    train.add_argument("--val-fraction", type=float, default=0.1, help="held out for validation (default 0.1)")
-    train.add_argument("--head-arg", action=_KeyValue, metavar="NAME=VALUE",
+    train.add_argument("--val-fraction", type=bounded("val_fraction"), default=0.1,
+                       help="held out for validation (default 0.1)")
+    train.add_argument("--head-arg", action=KeyValue, metavar="NAME=VALUE",
                        help="constructor argument over the template's args, e.g. fpn_channels=96 (repeatable)")
-    train.add_argument("--loss-arg", action=_KeyValue, metavar="NAME=VALUE",
+    train.add_argument("--loss-arg", action=KeyValue, metavar="NAME=VALUE",
                        help="loss argument over the template's loss_args, e.g. kind=l1 for depth (repeatable)")
     g = train.add_argument_group("recipe (defaults: the published ones, README 'Train your own head')")
-    g.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
-    g.add_argument("--batch", type=_positive_int, default=defaults.batch, help="over all processes together")
-    g.add_argument("--lr", type=_positive_float, default=defaults.lr)
+    g.add_argument("--epochs", type=bounded("epochs"), default=defaults.epochs)
+    g.add_argument("--batch", type=bounded("batch"), default=defaults.batch, help="over all processes together")
+    g.add_argument("--lr", type=bounded("lr"), default=defaults.lr)
     g.add_argument("--schedule", default=defaults.schedule, choices=SCHEDULES,
                    help="recipe: lr, then lr/10 for the second half (default)")
-    g.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    g.add_argument("--clip", type=float, default=defaults.clip, help="gradient-norm clip, 0 = off")
+    g.add_argument("--weight-decay", type=bounded("weight_decay"), default=defaults.weight_decay)
+    g.add_argument("--clip", type=bounded("clip"), default=defaults.clip, help="gradient-norm clip, 0 = off")
     g.add_argument("--amp", default=defaults.amp, choices=list(AMP), help="mixed precision on CUDA")
-    g.add_argument("--augment", type=float, default=defaults.augment,
+    g.add_argument("--augment", type=bounded("augment"), default=defaults.augment,
                    help="probability of photometric augmentation in the augmented epochs")
-    g.add_argument("--augment-epochs", type=int, help="epochs with augmentation (default: the first half)")
-    g.add_argument("--seed", type=int, default=defaults.seed)
-    g.add_argument("--workers", type=int, default=defaults.workers, help="data-loader processes")
+    g.add_argument("--augment-epochs", type=bounded("augment_epochs"),
+                   help="epochs with augmentation (default: the first half)")
+    g.add_argument("--seed", type=bounded("seed"), default=defaults.seed)
+    g.add_argument("--workers", type=bounded("workers"), default=defaults.workers, help="data-loader processes")
     g.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="feature cache (default %(default)s)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     g.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
@@ -216,7 +174,7 @@ def _training_parsers(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data", required=True, help="as for train")
     evaluate.add_argument("--images", help="image folder for a JSON data set")
     evaluate.add_argument("--classes", help="class names file")
-    evaluate.add_argument("--param", action=_KeyValue, metavar="NAME=VALUE",
+    evaluate.add_argument("--param", action=KeyValue, metavar="NAME=VALUE",
                           help="the head's parameter, e.g. score_threshold=0.3 (default: its manifest's)")
     evaluate.add_argument("--median-scaling", action="store_true", help="depth: scale to the truth's median first")
     evaluate.add_argument("--allow-backbone-mismatch", action="store_true",
@@ -228,10 +186,10 @@ def _training_parsers(sub: argparse._SubParsersAction) -> None:
 
     synth = sub.add_parser("synth", help="write a small synthetic data set in every format train reads")
     synth.add_argument("out", help="folder to write")
-    synth.add_argument("--images", type=_positive_int, default=8)
-    synth.add_argument("--height", type=_positive_int, default=96)
-    synth.add_argument("--width", type=_positive_int, default=128)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--images", type=bounded("images"), default=8)
+    synth.add_argument("--height", type=bounded("image_side"), default=96)
+    synth.add_argument("--width", type=bounded("image_side"), default=128)
+    synth.add_argument("--seed", type=bounded("seed"), default=0)
     synth.set_defaults(func=cmd_synth)
 
 
@@ -245,7 +203,7 @@ def _backbone_options(parser: argparse.ArgumentParser, *, size_default: int | No
                    "(tests, smoke runs: the same random weights every time)")
     g.add_argument("--device", default=DEFAULTS.device, help="cpu, cuda or cuda:N (default %(default)s)")
     g.add_argument("--precision", default=DEFAULTS.precision, choices=list(PRECISIONS))
-    g.add_argument("--size", type=_positive_int, default=size_default, help="input side in pixels")
+    g.add_argument("--size", type=bounded("size"), default=size_default, help="input side in pixels")
     g.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
 
 

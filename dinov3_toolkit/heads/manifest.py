@@ -38,11 +38,13 @@ from .base import HeadError
 
 MANIFEST = "head.yaml"
 FOLDER_PREFIX = "head_"
+HEAD_NAME = r"[A-Za-z][A-Za-z0-9_]*"  # a ROS name token: topics <name>/..., parameters <name>.<param>
 _KEYS = {"description", "task", "model", "args", "classes", "weights", "layers", "trained_on", "params",
          "threshold_param", "loss", "loss_args", "provenance"}
 _PARAM_KEYS = {"default", "description", "min", "max", "choices"}
 _TRAINED_ON_KEYS = {"backbone", "size", "resize_mode"}
 _PARAM_TYPES = (bool, int, float, str)  # bool first: it is also an int
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class ParamSpec:
             raise ConfigError(f"parameter {self.name} must be of type {expected.__name__}, got {value!r}")
         if expected is float and not math.isfinite(value):
             raise ConfigError(f"parameter {self.name} must be a finite number, got {value!r}")
+        if expected is int and not _INT64[0] <= value <= _INT64[1]:
+            raise ConfigError(f"parameter {self.name} must fit a 64-bit integer (a ROS integer parameter), "
+                              f"got {value!r}")
         if self.min is not None and value < self.min or self.max is not None and value > self.max:
             raise ConfigError(f"parameter {self.name} must be in [{self.min}, {self.max}], got {value!r}")
         if self.choices and value not in self.choices:
@@ -151,6 +156,9 @@ def load_manifest(folder: str | Path) -> HeadManifest:
     path = folder / MANIFEST
     if not folder.name.startswith(FOLDER_PREFIX) or folder.name == FOLDER_PREFIX:
         raise HeadError(name, folder, f"a head folder's name must be {FOLDER_PREFIX}<name>")
+    if not re.fullmatch(HEAD_NAME, name):
+        raise HeadError(name, folder, f"a head's name must be letters, digits and '_', beginning with a letter "
+                        f"(it names ROS topics and parameters: '{name}/detections', '{name}.<param>'), got {name!r}")
     if not path.is_file():
         raise HeadError(name, path, f"no {MANIFEST} in the head folder")
     try:
@@ -164,7 +172,7 @@ def load_manifest(folder: str | Path) -> HeadManifest:
     if not isinstance(raw, dict):
         raise fail(f"must be a YAML mapping, got {type(raw).__name__}")
     if unknown := set(raw) - _KEYS:
-        raise fail(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+        raise fail(f"unknown key(s) {sorted(unknown, key=str)}; allowed: {sorted(_KEYS)}")
     for key in ("task", "model"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise fail(f"needs '{key}' (a string), got {raw.get(key)!r}")
@@ -186,6 +194,12 @@ def load_manifest(folder: str | Path) -> HeadManifest:
     trained_on = raw.get("trained_on") or {}
     if not isinstance(trained_on, dict) or set(trained_on) - _TRAINED_ON_KEYS:
         raise fail(f"'trained_on' may only hold {sorted(_TRAINED_ON_KEYS)}, got {trained_on!r}")
+    for key, value in trained_on.items():  # compared with the engine's settings, and eval runs with them
+        if not (_is_int(value) and value > 0 if key == "size" else isinstance(value, str) and value):
+            kind = "a positive integer" if key == "size" else "a non-empty string"
+            raise fail(f"'trained_on' {key} must be {kind}, got {value!r}")
+    if not isinstance(raw.get("description", ""), str):
+        raise fail(f"'description' must be a string (one line), got {raw['description']!r}")
     params = _parse_params(raw.get("params") or {}, fail)
     threshold_param = raw.get("threshold_param")
     numeric = sorted(n for n, p in params.items() if type(p.default) in (int, float))  # bool excluded
@@ -197,7 +211,7 @@ def load_manifest(folder: str | Path) -> HeadManifest:
         task=raw["task"],
         module=model[0],
         class_name=model[1],
-        description=str(raw.get("description", "")),
+        description=raw.get("description", ""),
         args=args,
         classes=_optional_path(folder, raw, "classes", fail),
         weights=_optional_path(folder, raw, "weights", fail),
@@ -227,25 +241,34 @@ def _optional_path(folder: Path, raw: dict, key: str, fail) -> Path | None:
     return folder / value
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _parse_params(raw: object, fail) -> dict[str, ParamSpec]:
     if not isinstance(raw, dict):
         raise fail(f"'params' must be a mapping of name: {{default: ...}}, got {raw!r}")
     params = {}
     for name, entry in raw.items():
+        if not isinstance(name, str) or not name:  # they become ROS parameter names and keyword overrides
+            raise fail(f"parameter names must be non-empty strings, got {name!r}")
         if not isinstance(entry, dict) or "default" not in entry or set(entry) - _PARAM_KEYS:
             raise fail(f"parameter {name!r} must be a mapping with 'default' and optionally {sorted(_PARAM_KEYS)}")
         default = entry["default"]
         if not isinstance(default, _PARAM_TYPES):
             raise fail(f"parameter {name!r}: default must be a bool, int, float or string, got {default!r}")
-        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        numeric = _is_int(default) or isinstance(default, float)
         for bound in ("min", "max"):
             value = entry.get(bound)
-            if value is not None and not (numeric and isinstance(value, (int, float)) and not isinstance(value, bool)):
-                raise fail(f"parameter {name!r}: '{bound}' needs a numeric default and a number, got {value!r}")
+            if value is not None and not (numeric and (_is_int(value) or isinstance(value, float))
+                                          and math.isfinite(value)):  # a NaN bound would silently bound nothing
+                raise fail(f"parameter {name!r}: '{bound}' needs a numeric default and a finite number, got {value!r}")
+        if entry.get("min") is not None and entry.get("max") is not None and entry["min"] > entry["max"]:
+            raise fail(f"parameter {name!r}: 'min' {entry['min']!r} is above 'max' {entry['max']!r}")
         if not isinstance(entry.get("choices", []), list):
             raise fail(f"parameter {name!r}: 'choices' must be a list, got {entry['choices']!r}")
         spec = ParamSpec(
-            name=str(name),
+            name=name,
             default=default,
             description=str(entry.get("description", "")),
             min=entry.get("min"),
@@ -256,5 +279,10 @@ def _parse_params(raw: object, fail) -> dict[str, ParamSpec]:
             spec.validate(spec.default)
         except ValueError as e:
             raise fail(f"default of {e}") from None
+        for choice in spec.choices:  # each must be a value the parameter can take: its type, in its range
+            try:
+                spec.validate(choice)
+            except ValueError as e:
+                raise fail(f"choice {choice!r} of parameter {name!r} is not a value it can take: {e}") from None
         params[spec.name] = spec
     return params

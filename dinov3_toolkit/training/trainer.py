@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from ..bounds import BOUNDS
 from ..device import autocast
 from ..errors import ConfigError, Dinov3Error
 from ..extractor import FeatureExtractor
@@ -69,25 +70,14 @@ class TrainOptions:
     workers: int = 2  # data-loader processes per training process
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        for name in ("lr", "weight_decay", "clip"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
-                raise ConfigError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value}")
-        if not 0.0 <= self.augment <= 1.0:
-            raise ConfigError(f"augment is a probability in [0, 1], got {self.augment}")
+        for name in ("epochs", "batch", "lr", "weight_decay", "clip", "augment", "seed", "workers"):
+            BOUNDS[name].check(name, getattr(self, name))  # an OutOfBounds (ConfigError) naming the option
+        if self.augment_epochs is not None:
+            BOUNDS["augment_epochs"].check("augment_epochs", self.augment_epochs)
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.amp not in AMP:
             raise ConfigError(f"amp must be one of {', '.join(AMP)}, got {self.amp!r}")
-        if self.augment_epochs is not None and self.augment_epochs < 0:
-            raise ConfigError(f"augment_epochs must be >= 0, got {self.augment_epochs}")
-        if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0, got {self.workers}")
-        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
-            raise ConfigError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
 
     @property
     def first_half(self) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ...bounds import BOUNDS, OutOfBounds
 from ...errors import Dinov3Error
 from ...heads.training import BoxTargets, Target
 
@@ -68,8 +69,10 @@ class Dataset:
 
     def split(self, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
         """(train, val): a seeded random ``val_fraction`` of the samples (at least one) held out."""
-        if not 0.0 < val_fraction < 1.0:
-            raise DataError(self.source, f"the validation fraction must be in (0, 1), got {val_fraction}")
+        try:
+            BOUNDS["val_fraction"].check("the validation fraction", val_fraction)
+        except OutOfBounds as e:
+            raise DataError(self.source, str(e)) from None
         if len(self.samples) < 2:
             raise DataError(self.source, f"{len(self.samples)} sample(s) cannot be split into train and val")
         order = list(range(len(self.samples)))
