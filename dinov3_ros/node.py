@@ -14,10 +14,11 @@ managed bring-up. The subscription callback only stores the newest frame; a
 worker thread runs the engine (``worker.LatestFrameWorker``), so no backlog
 forms and parameter changes or transitions never wait behind inference.
 
-Nothing fails silently: a frame that does not decode is logged once per kind of problem and
-counted apart ("frames undecodable"), and when no frame arrives for ``frame_timeout`` seconds the
-watchdog says why (``watchdog.py``), in the log and in /diagnostics. The library's own log lines
-(weights, devices) reach /rosout through ``log_bridge``.
+Nothing fails silently: a frame that does not decode, and a head that fails on a frame (raising
+or returning an invalid result), are logged once per kind of problem and counted in /diagnostics
+(``problems.py``) while the other heads publish. When no frame arrives for ``frame_timeout``
+seconds the watchdog says why (``watchdog.py``), in the log and in /diagnostics. The library's
+own log lines (weights, devices) reach /rosout through ``log_bridge``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from . import log_bridge, messages
 from .health import PipelineHealth
 from .messages import DecodeError, compressed_to_rgb, image_to_rgb
 from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
+from .problems import Problems
 from .ros_tables import descriptor, image_qos, output_qos
 from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics, overlays_wanted
 from .watchdog import FrameWatchdog, Publisher
@@ -66,7 +68,7 @@ class Dinov3Node(LifecycleNode):
         self._bridge = _cv_bridge()
         self._diagnostics_timer = None
         self._head_params: dict[str, tuple[str, ParamSpec]] = {}  # "<head>.<param>" -> (head, spec)
-        self._logged_problems: set[str] = set()
+        self._problems: Problems | None = None  # logged once and counted; made anew at each configure
         self._compressed = False
         self._timings: deque = deque(maxlen=_TIMINGS_KEPT)
         self._messages = messages.ros_messages()
@@ -135,7 +137,8 @@ class Dinov3Node(LifecycleNode):
             self._release()
             return TransitionCallbackReturn.FAILURE
         self._create_publishers()
-        self._worker = LatestFrameWorker(self._process, on_error=self._on_worker_error)
+        self._problems = Problems(self.get_logger().error)
+        self._worker = LatestFrameWorker(self._process, on_error=self._problems.frame_failed)
         self._diagnostics_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics,
                                                     clock=self._steady)
         self.get_logger().info(
@@ -294,13 +297,12 @@ class Dinov3Node(LifecycleNode):
         try:
             rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg, bridge=self._bridge)
         except DecodeError as e:  # counted as undecodable, never as processed (no output, no latency)
-            self._log_once(f"decode:{e.kind}", f"skipping frames that cannot be decoded: {e}")
+            self._problems.log_once(f"decode:{e.kind}", f"skipping frames that cannot be decoded: {e}")
             raise Rejected(str(e)) from e
         stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         frame = engine(rgb, stream="camera", stamp_ns=stamp_ns)  # the node has one camera: one stream
         self._timings.append(frame.timings)
-        for name, error in frame.errors.items():
-            self._log_once(f"head:{name}:{type(error.__cause__).__name__}", str(error))
+        self._problems.count_frame(frame.errors)  # a failed head has no result: nothing of it is published
         self._publish(msg.header, rgb, frame)
 
     def _publish(self, header, rgb, frame: FrameResult) -> None:
@@ -328,11 +330,12 @@ class Dinov3Node(LifecycleNode):
         engine, worker = self._engine, self._worker
         if engine is None or worker is None:
             return
-        status = self._health.status(self.get_fully_qualified_name(), engine, self.get_parameter("precision").value,
-                                     worker.stats(), worker.rates(), list(self._timings), self._frames_warning,
-                                     time.monotonic())
+        statuses = self._health.statuses(self.get_fully_qualified_name(), engine,
+                                         self.get_parameter("precision").value, worker.stats(), worker.rates(),
+                                         list(self._timings), self._frames_warning, self._problems.snapshot(),
+                                         time.monotonic())
         self._publishers_by_topic["/diagnostics"].publish(
-            messages.diagnostics_to_msg(self._messages, self._stamp_header(), [status])
+            messages.diagnostics_to_msg(self._messages, self._stamp_header(), statuses)
         )
 
     # --- problems ----------------------------------------------------------------------------------
@@ -375,19 +378,10 @@ class Dinov3Node(LifecycleNode):
             f"best effort, set image_reliability:=best_effort; check with `ros2 topic info --verbose <topic>`."
         )
 
-    def _on_worker_error(self, error: BaseException) -> None:
-        self._log_once(f"worker:{type(error).__name__}", f"frame failed: {type(error).__name__}: {error}")
-
     def _log_failure(self, what: str, error: BaseException) -> None:
         """The message at error level; the traceback at debug (`--log-level dinov3.dinov3_node:=debug`)."""
         self.get_logger().error(f"{what}: {error}")
         self.get_logger().debug("".join(traceback.format_exception(error)))
-
-    def _log_once(self, kind: str, message: str) -> None:
-        """Log each kind of problem once, so a bad stream does not flood the log; counts go to diagnostics."""
-        if kind not in self._logged_problems:
-            self._logged_problems.add(kind)
-            self.get_logger().error(message + " (logged once; counted in /diagnostics)")
 
 
 def _msgtype(msg_class: type) -> str:
