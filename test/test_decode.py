@@ -386,10 +386,16 @@ def test_to_rgb_checks_the_array_against_the_encoding():
     np.testing.assert_array_equal(to_rgb(GREY[..., None], "mono8"), _grey3(GREY))  # (H, W, 1) is fine
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00" * 64, _encode(".png", RGB)[:40]], ids=["empty", "zeros", "truncated"])
+@pytest.mark.parametrize("data", [b"", b"\x00" * 64, b"text, no picture"], ids=["empty", "zeros", "text"])
 def test_undecodable_compressed(data):
     error = _raises("undecodable compressed data", compressed_to_rgb, _compressed("png", data))
     assert "png" in str(error)
+
+
+def test_truncated_compressed_is_corrupt_not_decoded():
+    """Checked before decoding (dinov3_toolkit.compressed_integrity; more in test_compressed_integrity.py)."""
+    error = _raises("corrupt compressed data", compressed_to_rgb, _compressed("png", _encode(".png", RGB)[:40]))
+    assert "png" in str(error) and str(error).endswith("truncated")
 
 
 @pytest.mark.parametrize("fmt", ["h264", "16UC1; compressedDepth png"])

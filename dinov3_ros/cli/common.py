@@ -72,7 +72,11 @@ def describe_engine(engine: Engine, args: argparse.Namespace) -> None:
 
 
 def finish(summary: RunSummary, outputs: list[Any], engine: Engine) -> int:
-    """Print the closing summary; the exit status says whether every frame went through every head."""
+    """Print the closing summary; the exit status says whether every frame went through every head.
+
+    Partial (1): frames skipped, a head that failed or never ran, no frame at all, or a source
+    that ended before the frames it declared.
+    """
     print()
     for line in summary.lines():
         print(line)
@@ -82,7 +86,7 @@ def finish(summary: RunSummary, outputs: list[Any], engine: Engine) -> int:
         return EXIT_INTERRUPTED
     for name in engine.failed:
         print(f"head {name} did not run (see above)")
-    partial = summary.skipped or summary.head_errors or engine.failed or not summary.frames
+    partial = summary.skipped or summary.head_errors or engine.failed or not summary.frames or summary.shortfall
     return EXIT_PARTIAL if partial else EXIT_OK
 
 

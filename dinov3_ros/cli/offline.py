@@ -47,6 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             outputs.append(stack.enter_context(stop.closing(bag)))
         summary = run_frames(engine, source, outputs, total=source.total, notice=random_notice(engine),
                              progress=not args.quiet, stop=stop)
+        summary.shortfall = source.shortfall
     return finish(summary, outputs, engine)
 
 

@@ -13,7 +13,9 @@ Results -> Image: ``labels_to_msg`` (mono8/mono16), ``depth_to_msg`` (32FC1), ``
 saying which, as cv_bridge does; ``raw_array`` reads them back.
 
 Every decoding problem raises ``DecodeError``; its ``kind`` is a short stable string so the node
-can log each kind of problem once instead of once per frame.
+can log each kind of problem once instead of once per frame. A jpeg/png payload whose container is
+damaged (truncated, a failed CRC: ``dinov3_toolkit.compressed_integrity``) is "corrupt compressed
+data" and is never decoded, even where OpenCV would return part of a picture: the frame is skipped.
 
 16-bit images (mono16, 16UC1 and 16-bit png) keep their top byte (``>> 8``): a full-range 16-bit
 camera then looks like its 8-bit counterpart. Depth-like 16UC1 data (millimetres) looks dark this
@@ -30,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dinov3_toolkit.compressed_integrity import CorruptImage, check_compressed
 from dinov3_toolkit.errors import Dinov3Error
 from dinov3_toolkit.results import DepthMap, FlowField, SemanticLabels
 
@@ -221,7 +224,8 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
 
     ``format`` is what image_transport writes ("jpeg", "png", "rgb8; jpeg compressed bgr8"); an
     empty one is decoded by content. The payload is a standard jpeg/png whatever the original
-    encoding was, so OpenCV's BGR(A)/grey result is all that needs converting.
+    encoding was, so OpenCV's BGR(A)/grey result is all that needs converting. A damaged payload
+    is rejected before decoding (see the module docstring).
     """
     fmt = str(msg.format)
     lowered = fmt.lower()
@@ -230,6 +234,10 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
                           f"supported formats are {', '.join(SUPPORTED_COMPRESSED_FORMATS)} "
                           "(as image_transport's 'compressed' plugin writes them)")
     buf = _bytes_of(msg.data)
+    try:
+        check_compressed(buf)
+    except CorruptImage as e:
+        raise DecodeError("corrupt compressed data", f"'{fmt}' payload of {buf.size} bytes: {e}") from e
     image = None
     if buf.size:
         try:

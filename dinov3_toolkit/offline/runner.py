@@ -64,6 +64,7 @@ class RunSummary:
     frames: int = 0  # processed and written
     skipped: list[str] = field(default_factory=list)  # frames that could not be read, and why
     head_errors: Counter = field(default_factory=Counter)  # head name -> frames it failed on
+    shortfall: str | None = None  # the source gave fewer frames than it declared (a truncated video), and how many
     interrupted: bool = False
     seconds: float = 0.0  # wall time of the loop
     model_seconds: float = 0.0  # time inside the engine
@@ -80,6 +81,8 @@ class RunSummary:
             lines.append(f"model time {self.model_seconds / self.frames * 1e3:.1f} ms per frame")
         if self.skipped:
             lines.append(f"{len(self.skipped)} unreadable frame(s) skipped, first: {self.skipped[0]}")
+        if self.shortfall:
+            lines.append(self.shortfall)
         lines += [f"head {name} failed on {n} frame(s)" for name, n in self.head_errors.items()]
         return lines
 

@@ -3,12 +3,16 @@
 ``open_source(spec)`` picks the kind from the text a user typed and returns an
 iterable of ``SourceFrame`` (RGB uint8, a name for output files, a stamp). A
 file that cannot be read does not end the run: it arrives as a frame with
-``error`` set and no pixels, so the caller can report it and go on.
+``error`` set and no pixels, so the caller can report it and go on. A jpeg/png
+file whose data is damaged (``compressed_integrity``) is such a file, even where
+OpenCV would decode part of it. A video that ends before the frame count its
+file declares says so in ``shortfall`` once it has been read to its end.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -18,7 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..compressed_integrity import CorruptImage, check_compressed
 from ..errors import Dinov3Error
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -45,6 +52,8 @@ class SourceFrame:
 class ImageFiles:
     """Still images, in sorted order; each is one frame, stamped ``rate`` frames per second apart."""
 
+    shortfall: str | None = None  # never set: every file arrives as a frame, an unreadable one with its error
+
     def __init__(self, paths: list[Path], rate: float = 10.0) -> None:
         self.paths = paths
         self.fps = rate
@@ -66,7 +75,14 @@ class ImageFiles:
 
 
 class VideoFrames:
-    """A video file or a camera, read with OpenCV; video frames keep their time in the file."""
+    """A video file or a camera, read with OpenCV; video frames keep their time in the file.
+
+    OpenCV skips frames it cannot decode and stops at the first it cannot read past, so a
+    truncated or damaged file gives fewer frames than it declares. When that happens,
+    ``shortfall`` says so with both counts (and it is logged as a warning). A camera declares
+    no count. Where a container does not store its count (mkv, webm) OpenCV estimates it
+    from duration x frame rate, which is exact for constant-rate files.
+    """
 
     def __init__(self, capture: cv2.VideoCapture, label: str, *, camera: bool) -> None:
         self.capture = capture
@@ -76,6 +92,7 @@ class VideoFrames:
         self.fps = fps if fps and fps > 0 else 30.0
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.total = None if camera or count <= 0 else count  # frames, when known (for the progress bar)
+        self.shortfall: str | None = None  # set when the video ended before ``total`` frames
 
     def __iter__(self) -> Iterator[SourceFrame]:
         start = time.time_ns()
@@ -84,6 +101,10 @@ class VideoFrames:
         while True:
             ok, bgr = self.capture.read()
             if not ok:
+                if self.total is not None and index < self.total:
+                    self.shortfall = (f"video {self.label} ended after {index} of {self.total} declared "
+                                      "frames: the file is truncated or damaged")
+                    log.warning("%s", self.shortfall)
                 return
             if self.kind == "camera":
                 stamp = time.time_ns()
@@ -129,8 +150,13 @@ def open_source(spec: str, *, rate: float = 10.0) -> ImageFiles | VideoFrames:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3), whatever its channels and depth."""
+    """An image file as RGB uint8 (H, W, 3), whatever its channels and depth; a damaged jpeg/png is an error."""
     data = np.fromfile(path, np.uint8) if Path(path).is_file() else None
+    if data is not None:
+        try:
+            check_compressed(data)
+        except CorruptImage as e:
+            raise ValueError(f"cannot use image {path}: {e}") from e
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
     if image is None:
         raise ValueError(f"cannot read image {path} (missing, or not an image OpenCV can decode)")

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ...bounds import BOUNDS, OutOfBounds
+from ...compressed_integrity import CorruptImage, check_compressed
 from ...errors import Dinov3Error
 from ...heads.training import BoxTargets, Target
 
@@ -88,6 +89,10 @@ def decode_image(path: Path, flags: int) -> np.ndarray:
     if not path.is_file():
         raise DataError(path, "file does not exist")
     data = np.fromfile(path, np.uint8)  # not cv2.imread: it returns None for non-ASCII paths on Windows
+    try:
+        check_compressed(data)  # OpenCV 4 decodes a cut jpeg into a half-grey picture: no training on that
+    except CorruptImage as e:
+        raise DataError(path, str(e)) from None
     image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         raise DataError(path, "cannot be decoded as an image (truncated, or not a format OpenCV reads)")
