@@ -1,7 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   set everything up, run every head on the bundled photos (overlays, JSON, an MCAP bag)
 #   make test   set everything up, run the test suite
-#   make ros    only the ROS 2 part: Jazzy's rclpy and messages from PyPI, vision_msgs generated
+#   make ros    only the ROS 2 part: Jazzy's rclpy and messages from PyPI, vision_msgs and foxglove_msgs generated
 # Each creates (or reuses) the virtual environment $(VENV) and installs what it needs.
 
 PYTHON ?= python3
@@ -24,8 +24,8 @@ $(STAMP): setup.py requirements.txt
 	touch $(STAMP)
 
 # ROS 2 Jazzy from PyPI wheels, so the node and its tests run without a ROS install. The script
-# caches its work in the venv (keyed on the wheels and vision_msgs definitions) and, where cmake or
-# a compiler is missing, says so and exits 0: the node tests then skip, naming the reason.
+# caches its work in the venv (keyed on the wheels and the vision_msgs and foxglove_msgs definitions)
+# and, where cmake or a compiler is missing, says so and exits 0: the node tests then skip, naming the reason.
 # Any other failure (pip, the build) stops `make test`.
 ros: $(STAMP)
 	$(BIN)/python scripts/setup_ros_wheels.py

@@ -9,13 +9,16 @@ header on every message, and each message recorded at its input's time.
 Bags are written as rosbag2 metadata version 8, the newest that ROS 2 Humble
 reads (version 9 stores QoS profiles in a form Humble rejects); Jazzy reads it
 too. LabelInfo is recorded as transient local, so ``ros2 bag play`` republishes
-it latched.
+it latched. The metadata's ``custom_data`` says what ran on random weights
+(``dinov3.random_weights``), so a bag copied away from its run still says when
+its results are meaningless.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +33,30 @@ from dinov3_toolkit.offline.sources import SourceFrame
 from dinov3_toolkit.overlays import draw_overlays
 
 from . import messages
+from .bag_diagnostics import DIAGNOSTICS, BagDiagnostics
 from .messages import DecodeError, compressed_to_rgb, image_to_rgb
 from .messages.backend import import_rosbags
 from .names import check_full_topic_name, join_topic
-from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics, overlays_wanted
+from .topics import (
+    IMAGE,
+    OVERLAY,
+    RESULT_TOPICS,
+    OutputTopic,
+    frame_messages,
+    label_info_messages,
+    output_topics,
+    overlays_wanted,
+)
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+IMAGE_TYPES = (IMAGE, "sensor_msgs/msg/CompressedImage")
 STORAGES = ("mcap", "sqlite3")
 BAG_VERSION = 8
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"  # where frames from files, videos and cameras are recorded
+DEFAULT_NAMESPACE = "/dinov3"  # the node's, and the result topics' in a bag
+RANDOM_WEIGHTS_KEY = "dinov3.random_weights"  # custom_data: what ran on random weights, comma-separated; "" if none
+# The last name of the image topics dinov3 writes: a bag it wrote has them beside the camera's.
+OUTPUT_IMAGE_NAMES = frozenset({OVERLAY, *(topic.suffix for topics in RESULT_TOPICS.values() for topic in topics
+                                           if topic.msgtype == IMAGE)})
 
 
 class BagError(Dinov3Error, ValueError):
@@ -58,11 +76,14 @@ class BagFrame(SourceFrame):
 class BagImages:
     """The image messages of one topic of a rosbag2 (sqlite3 or MCAP), in recording order.
 
-    ``topic`` may be omitted when the bag has exactly one ``Image`` or
-    ``CompressedImage`` topic. Frames that cannot be decoded arrive with ``error`` set.
+    ``topic`` may be omitted when the bag has exactly one camera topic: one ``Image``
+    or ``CompressedImage`` topic besides those dinov3 writes (``pick_image_topic``;
+    ``namespace``: where this run writes its results). Frames that cannot be decoded
+    arrive with ``error`` set.
     """
 
-    def __init__(self, path: str | Path, topic: str | None = None, *, distro: str = "jazzy") -> None:
+    def __init__(self, path: str | Path, topic: str | None = None, *, distro: str = "jazzy",
+                 namespace: str = DEFAULT_NAMESPACE) -> None:
         AnyReader = import_rosbags("rosbags.highlevel").AnyReader  # noqa: N806  (a class)
 
         self.path = Path(path)
@@ -78,7 +99,7 @@ class BagImages:
             raise BagError(f"{self.path} is not a rosbag2 folder or .mcap/.db3 file rosbags can read: {e}") from e
         images = {c.topic: c.msgtype for c in self.reader.connections if c.msgtype in IMAGE_TYPES}
         try:
-            self.topic = pick_image_topic(images, topic, self.path)
+            self.topic = pick_image_topic(images, topic, self.path, namespaces=(DEFAULT_NAMESPACE, namespace))
         except BagError:
             self.reader.close()
             raise
@@ -117,17 +138,40 @@ class BagImages:
         self.reader.close()
 
 
-def pick_image_topic(images: Mapping[str, str], wanted: str | None, path: Path) -> str:
-    """``wanted`` if it is an image topic of the bag, else the bag's only image topic."""
-    listing = ", ".join(f"{t} ({m.split('/')[-1]})" for t, m in sorted(images.items())) or "none"
+def pick_image_topic(images: Mapping[str, str], wanted: str | None, path: Path, *,
+                     namespaces: Sequence[str] = (DEFAULT_NAMESPACE,)) -> str:
+    """``wanted`` if it is an image topic of the bag, else the bag's only camera topic.
+
+    ``images`` maps topics to types. Camera topics are the image topics dinov3 did not
+    write (``is_output_topic``), so that a bag dinov3 wrote can be processed again
+    without ``--topic``.
+    """
     if wanted is not None:
         if wanted not in images:
-            raise BagError(f"bag {path} has no Image or CompressedImage topic {wanted}; its image topics: {listing}")
+            raise BagError(f"bag {path} has no Image or CompressedImage topic {wanted}; "
+                           f"its image topics: {_listing(images)}")
         return wanted
-    if len(images) != 1:
-        problem = "has no Image or CompressedImage topic" if not images else "has several image topics"
-        raise BagError(f"bag {path} {problem}; choose one with --topic (image topics: {listing})")
-    return next(iter(images))
+    if not images:
+        raise BagError(f"bag {path} has no Image or CompressedImage topic; a camera topic is needed")
+    cameras = {t: m for t, m in images.items() if not is_output_topic(t, namespaces)}
+    if len(cameras) == 1:
+        return next(iter(cameras))
+    ours = {t: m for t, m in images.items() if t not in cameras}
+    skipped = f"; skipped as dinov3 outputs: {_listing(ours)}" if ours else ""
+    problem = "has several camera image topics" if cameras else "has no camera image topic"
+    raise BagError(f"bag {path} {problem}; choose one with --topic (camera topics: {_listing(cameras)}{skipped})")
+
+
+def is_output_topic(topic: str, namespaces: Sequence[str] = (DEFAULT_NAMESPACE,)) -> bool:
+    """Whether dinov3 writes ``topic``: it is under one of ``namespaces`` (the root namespace ``/`` holds
+    every topic, so it says nothing), or named like a result image (``.../overlay``, ``.../labels``...)."""
+    prefixes = [namespace.rstrip("/") + "/" for namespace in namespaces if namespace.strip("/")]
+    under = any(topic.startswith(prefix) for prefix in prefixes)
+    return under or topic.rsplit("/", 1)[-1] in OUTPUT_IMAGE_NAMES
+
+
+def _listing(images: Mapping[str, str]) -> str:
+    return ", ".join(f"{t} ({m.split('/')[-1]})" for t, m in sorted(images.items())) or "none"
 
 
 class BagOutput(FrameWriter):
@@ -135,9 +179,11 @@ class BagOutput(FrameWriter):
 
     ``heads`` decides the topics (``topics.output_topics``). The combined overlay
     is recorded unless ``overlay`` is false; per-head overlays only with
-    ``head_overlays``. Frames that did not come from a bag are recorded as rgb8
-    images on ``image_topic``. Close it (or use it as a context manager) to
-    finish the bag; an interrupted run closed this way leaves a valid bag.
+    ``head_overlays``; /diagnostics, one DiagnosticArray per frame, only with
+    ``diagnostics``. ``random_weights`` (``Engine.random_weights``) goes into the
+    metadata. Frames that did not come from a bag are recorded as rgb8 images on
+    ``image_topic``. Close it (or use it as a context manager) to finish the bag;
+    an interrupted run closed this way leaves a valid bag.
     """
 
     def __init__(
@@ -147,11 +193,13 @@ class BagOutput(FrameWriter):
         *,
         storage: str = "mcap",
         distro: str = "jazzy",
-        namespace: str = "/dinov3",
+        namespace: str = DEFAULT_NAMESPACE,
         class_id: str = "name",
         overlay: bool = True,
         head_overlays: bool = False,
+        diagnostics: BagDiagnostics | None = None,
         notice: str | None = None,
+        random_weights: Sequence[str] = (),
         image_topic: str = DEFAULT_IMAGE_TOPIC,
         overwrite: bool = False,
     ) -> None:
@@ -172,7 +220,9 @@ class BagOutput(FrameWriter):
         self.class_id = class_id
         self.notice = notice
         self.image_topic = image_topic
+        self.diagnostics = diagnostics
         self.frames = 0
+        self.counts: Counter[str] = Counter()  # messages written per topic (full name)
         self._heads = heads
         self._writer = Writer(
             self.path,
@@ -180,12 +230,17 @@ class BagOutput(FrameWriter):
             storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3,
         )
         self._writer.open()
+        self._writer.set_custom_data(RANDOM_WEIGHTS_KEY, ",".join(random_weights))
         self._connections: dict[str, Any] = {
             topic.name: self._writer.add_connection(names[topic.name], topic.msgtype,
                                                     typestore=self.messages.typestore,
                                                     offered_qos_profiles=[_qos(topic)])
             for topic in recorded
         }
+        if diagnostics is not None:
+            self._connections[DIAGNOSTICS.name] = self._writer.add_connection(
+                DIAGNOSTICS.name, DIAGNOSTICS.msgtype, typestore=self.messages.typestore,
+                offered_qos_profiles=[_qos(DIAGNOSTICS)])
         self._inputs: dict[tuple[str, str], Any] = {}
         self.wants_overlay = overlay
 
@@ -202,6 +257,7 @@ class BagOutput(FrameWriter):
             for name, msg in label_info_messages(M, self._heads, header).items():
                 self._write(self._connections[name], log_time, msg)
         self._writer.write(self._input_connection(topic, msgtype), log_time, rawdata)
+        self.counts[topic] += 1
         wanted = self._connections.__contains__
         heads, combined = overlays_wanted(frame.results, wanted)
         given = overlay if combined else None  # the runner draws the composite for its own files too
@@ -212,6 +268,11 @@ class BagOutput(FrameWriter):
         outgoing = frame_messages(M, header, frame, overlays, wanted=wanted, class_id=self.class_id)
         for name, msg in outgoing.items():
             self._write(self._connections[name], log_time, msg)
+        if self.diagnostics is not None:  # stamped like the node's: the time, and no frame
+            statuses = self.diagnostics.statuses(item, frame)
+            node_header = messages.make_header(M, item.stamp_ns // 10**9, item.stamp_ns % 10**9, "")
+            self._write(self._connections[DIAGNOSTICS.name], log_time,
+                        messages.diagnostics_to_msg(M, node_header, statuses))
         self.frames += 1
 
     def _input_connection(self, topic: str, msgtype: str) -> Any:
@@ -227,6 +288,11 @@ class BagOutput(FrameWriter):
 
     def _write(self, connection: Any, log_time: int, msg: Any) -> None:
         self._writer.write(connection, log_time, self._serialize(msg))
+        self.counts[connection.topic] += 1
+
+    def topics(self) -> dict[str, str]:
+        """Every topic of the bag (full name) and its type, in the order they were added."""
+        return {c.topic: c.msgtype for c in self._writer.connections}
 
     def close(self) -> None:
         self._writer.close()

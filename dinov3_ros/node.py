@@ -51,7 +51,7 @@ from .messages import DecodeError, compressed_to_rgb, image_to_rgb
 from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
 from .problems import Problems
 from .ros_tables import descriptor, image_qos, output_qos
-from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, output_topics, overlays_wanted
+from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, overlays_wanted, publishable_topics
 from .watchdog import FrameWatchdog, Publisher
 from .worker import LatestFrameWorker, Rejected
 
@@ -275,8 +275,10 @@ class Dinov3Node(LifecycleNode):
     # --- frames ------------------------------------------------------------------------------------
 
     def _create_publishers(self) -> None:
-        for topic in output_topics(self._engine.heads):
-            msg_type = self._messages.message_class(topic.msgtype)
+        classes, skipped = publishable_topics(self._engine.heads, self._messages.message_class)
+        if skipped:  # an optional topic's package (foxglove_msgs) is not installed: said once per configure
+            self.get_logger().info(skipped)
+        for topic, msg_type in classes.items():
             # LabelInfo gets a plain publisher: it is static, so it is published once, below, and kept
             # (transient-local) for every later subscriber, whatever the lifecycle state.
             create = self.create_publisher if topic.latched else self.create_lifecycle_publisher

@@ -40,7 +40,7 @@ from dinov3_ros.messages import compressed_to_rgb, image_to_rgb
 from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.overlays import composite
-from dinov3_toolkit.offline.sources import DEFAULT_FRAME_ID
+from dinov3_toolkit.offline.sources import DEFAULT_FRAME_ID, SourceFrame
 
 REPO = Path(__file__).resolve().parents[1]
 FORMATS = ["mcap", "sqlite3"]
@@ -55,6 +55,7 @@ RESULTS = {  # result topic -> head
     "/dinov3/overlay": None,
 }
 LABEL_INFO = {"/dinov3/detection/label_info": "detection", "/dinov3/segmentation/label_info": "segmentation"}
+ANNOTATIONS = {"/dinov3/detection/annotations": "detection"}  # their content: test_annotations.py
 T0 = 1_700_000_000 * 10**9
 
 
@@ -216,7 +217,7 @@ def test_bag_records_the_models_results_per_frame(processed, model, topic):
     assert run.code == 0, run.err
     assert_ran_on(model, run)
     bag, connections = read_bag(processed["outputs"][topic])
-    assert set(bag) == {topic, *RESULTS, *LABEL_INFO}  # the other image topic and /chatter are not copied
+    assert set(bag) == {topic, *RESULTS, *LABEL_INFO, *ANNOTATIONS}  # not the other image topic or /chatter
     assert connections[topic].msgtype == (IMAGE if topic == RAW else COMPRESSED)
     check_result_messages(model, processed["frames"][topic], bag, input_topic=topic)
 
@@ -309,7 +310,7 @@ def test_interrupted_run_keeps_whole_frames_and_overwrite_redoes_it(model, tmp_p
     assert run.code == 130, run.err
     assert len(calls) == 3
     bag, _ = read_bag(out)
-    assert set(bag) == {RAW, *RESULTS, *LABEL_INFO}
+    assert set(bag) == {RAW, *RESULTS, *LABEL_INFO, *ANNOTATIONS}
     for topic in [RAW, *RESULTS]:
         assert [stamp_ns(r.msg) for r in bag[topic]] == [f.stamp_ns for f in frames[:2]], topic
     assert all(len(bag[topic]) == 1 for topic in LABEL_INFO)
@@ -396,7 +397,7 @@ def test_run_records_image_files_into_a_bag(model, tmp_path, storage):
     assert run.code == 0, run.err
     assert_ran_on(model, run)
     bag, connections = read_bag(out / "bag")
-    assert set(bag) == {RAW, *RESULTS, *LABEL_INFO}
+    assert set(bag) == {RAW, *RESULTS, *LABEL_INFO, *ANNOTATIONS}
     assert connections[RAW].msgtype == IMAGE
     images = bag[RAW]
     assert len(images) == 2
@@ -470,3 +471,58 @@ def test_a_bag_left_without_metadata_by_a_hard_kill_can_be_overwritten(model, tm
     run = run_cli(model, ["bag", str(source), "--out", str(out), "--quiet", "--overwrite", *engine_options(model)])
     assert run.code == 0
     assert len(read_bag(out)[0]["/dinov3/overlay"]) == 1
+
+
+# ---- bags dinov3 wrote: picking the camera topic, the random-weights flag ---------------------------
+
+
+def test_the_camera_topic_is_picked_beside_the_image_topics_dinov3_writes():
+    from dinov3_ros.bag import BagError, pick_image_topic
+
+    ours = {"/dinov3/overlay": IMAGE, "/dinov3/detection/overlay": IMAGE, "/dinov3/depth/depth": IMAGE,
+            "/dinov3/segmentation/labels": IMAGE}
+    where = Path("x")
+    assert pick_image_topic({RAW: IMAGE, **ours}, None, where) == RAW
+    moved = {"/robot/overlay": IMAGE, "/robot/seg/labels": IMAGE, "/robot/flow/flow": IMAGE, "/robot/raw": IMAGE}
+    assert pick_image_topic({PNG: COMPRESSED, **moved}, None, where, namespaces=["/dinov3", "/robot"]) == PNG
+    # Another namespace, not named: topics named like result images are still skipped, and so the camera is ambiguous
+    with pytest.raises(BagError, match=r"several camera image topics; choose one with --topic \(camera topics: "
+                       r"/camera/image_raw/compressed \(CompressedImage\), /robot/raw \(Image\); skipped as "
+                       r"dinov3 outputs: /robot/flow/flow \(Image\), /robot/overlay \(Image\), "
+                       r"/robot/seg/labels \(Image\)\)"):
+        pick_image_topic({PNG: COMPRESSED, **moved}, None, where)
+    with pytest.raises(BagError, match=r"has no camera image topic; .*camera topics: none; skipped as dinov3 outputs"):
+        pick_image_topic(ours, None, where)
+    with pytest.raises(BagError, match="has no Image or CompressedImage topic; a camera topic is needed"):
+        pick_image_topic({}, None, where)
+    assert pick_image_topic(ours, "/dinov3/overlay", where) == "/dinov3/overlay"  # asked for by name: taken
+    assert pick_image_topic({RAW: IMAGE, **ours}, None, where, namespaces=["/dinov3", "/"]) == RAW  # / holds all
+
+
+def test_a_bag_dinov3_wrote_goes_through_again_without_topic(processed, model, tmp_path):
+    written = processed["outputs"][RAW]  # the camera topic beside every /dinov3 image topic
+    run = run_cli(model, ["bag", str(written), "--out", str(tmp_path / "again"), "--quiet",
+                          "--storage", processed["storage"], *engine_options(model)])
+    assert run.code == 0, run.err
+    assert f"3 frame(s) of {RAW} (sensor_msgs/msg/Image)" in run.out
+    bag, _ = read_bag(tmp_path / "again")
+    check_result_messages(model, processed["frames"][RAW], bag, input_topic=RAW)
+
+
+def custom_data(bag: Path) -> dict:
+    return yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["custom_data"]
+
+
+def test_the_metadata_says_what_ran_on_random_weights(processed, model, tmp_path):
+    for output in processed["outputs"].values():  # the test's weights files: nothing random
+        assert custom_data(output) == {"dinov3.random_weights": ""}
+    from dinov3_ros.bag import BagOutput
+
+    frame = camera_frames(1)[0]
+    item = SourceFrame(0, "f", "x", frame.stamp_ns, frame.rgb)
+    with BagOutput(tmp_path / "random", model.engine.heads, storage=processed["storage"],
+                   random_weights=model.engine.random_weights) as output:
+        output.write(item, model.engine(frame.rgb), None)
+    assert custom_data(tmp_path / "random") == {"dinov3.random_weights": "backbone,depth,detection,segmentation"}
+    bag, _ = read_bag(tmp_path / "random")
+    assert len(bag[RAW]) == 1  # and the bag holds the frame

@@ -303,3 +303,31 @@ def test_only_our_own_errors_are_usage_errors_a_bug_keeps_its_traceback(monkeypa
     monkeypatch.setattr("dinov3_ros.cli.command.cmd_backbones", bug)
     with pytest.raises(TypeError, match="unsupported operand"):
         main(["backbones"])
+
+
+def test_missing_weights_name_random_weights_and_keep_where_they_were_looked_for(tmp_path, capsys, no_weights):
+    image = str(sample_images()[1])
+    assert main(["run", image, *TINY, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "no weights for backbone vits16" in err and f"Looked in:\n  {no_weights}\n" in err
+    assert "pass --random-weights" in err
+    # A weights file named on the command line is what is missing: no advice to run without it.
+    assert main(["run", image, *TINY, "--weights", str(tmp_path / "mine.pth"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "mine.pth for backbone vits16.lvd1689m does not exist" in err and "--random-weights" not in err
+    # The backbone's weights found, no head's: every head is skipped, and the error says how to run anyway.
+    from dinov3_toolkit.backbone import create_backbone
+
+    save_backbone(create_backbone("vits16"), no_weights / "dinov3_vits16_pretrain_lvd1689m-08c60483.pth")
+    assert main(["run", image, *TINY, "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "no head can run:" in err and "weights file not found" in err and "pass --random-weights" in err
+
+
+def test_backbones_explains_full_and_short_names(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^vits16plus\.lvd1689m\s+28\.7M\s+vits16plus\s+", out, re.M)
+    assert re.search(r"^vitl16\.sat493m\s+303\.2M\s+not found", out, re.M)  # not what the short name picks
+    assert "A name is variant.weights" in out and "lvd1689m: LVD-1689M" in out and "sat493m: SAT-493M" in out
+    assert "vits16plus is vits16plus.lvd1689m" in out

@@ -232,7 +232,7 @@ def test_a_stream_gap_must_be_positive_and_a_temporal_head_must_say_what_a_first
     from dinov3_toolkit.heads import HeadError, load_manifest
     from dinov3_toolkit.heads.loader import TEMPLATES_DIR, import_head_class
 
-    with pytest.raises(ConfigError, match="stream_gap_s must be a number of seconds above 0, got nan"):
+    with pytest.raises(ConfigError, match=r"stream_gap_s must be a finite number in \[0.001, 3600\] s, got nan"):
         Engine.create(backbone="vits16", device="cpu", size=32, heads=["flow"], random_weights=True,
                       stream_gap_s=float("nan"))
     folder = tmp_path / "head_myflow"

@@ -31,6 +31,7 @@ from dinov3_ros.messages import (
     Status,
     bag_messages,
     depth_to_msg,
+    detections_to_annotations,
     detections_to_msg,
     diagnostics_to_msg,
     image_to_rgb,
@@ -515,3 +516,22 @@ def test_ros_backend_with_real_rclpy_messages():
     for msg in msgs.values():
         assert_header(msg)
     _assert_converts_back(msgs)
+
+
+def test_ros_backend_gives_rclpy_the_annotation_field_types_it_accepts(rclpy_like):
+    header = make_header(rclpy_like, np.int64(STAMP[0]), np.uint32(STAMP[1]), FRAME)
+    msg = detections_to_annotations(rclpy_like, sample_detections(), header, (720, 1280))  # stand-ins check fields
+    assert len(msg.points) == len(msg.texts) == 3
+
+
+def test_annotations_with_real_rclpy_messages():
+    pytest.importorskip("foxglove_msgs.msg", reason="foxglove_msgs is not installed (`make ros` generates it)")
+    serialization = pytest.importorskip("rclpy.serialization", reason="rclpy is not installed")
+    M = ros_messages()
+    msg = detections_to_annotations(M, sample_detections(), make_header(M, *STAMP, FRAME), (720, 1280))
+    back = serialization.deserialize_message(serialization.serialize_message(msg), type(msg))
+    assert back == msg
+    best = back.points[-1]  # drawn last, on top
+    x1, y1, x2, y2 = sample_detections().boxes[0].astype(np.float64)
+    assert [(p.x, p.y) for p in best.points] == [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
+    assert (best.timestamp.sec, best.timestamp.nanosec) == STAMP

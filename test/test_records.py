@@ -285,3 +285,29 @@ def test_a_stopped_run_leaves_only_complete_lines(pairs, validator, tmp_path, mo
         validator.validate(record)
         assert record["name"] == it.name
     assert output.frames == 2
+
+
+def test_every_record_names_what_ran_on_random_weights(pairs, validator, tmp_path):
+    """A record read far from its run still says whether its results mean anything."""
+    with RunOutput(tmp_path / "random", overlays="none", random_weights=["backbone", "depth"]) as output:
+        for it, frame in pairs:
+            output.write(it, frame, None)
+    with RunOutput(tmp_path / "real", overlays="none") as output:
+        output.write(*pairs[0], None)
+    for record in read_records(tmp_path / "random") + read_records(tmp_path / "real"):
+        validator.validate(record)
+    assert [r["random_weights"] for r in read_records(tmp_path / "random")] == [["backbone", "depth"]] * 2
+    assert read_records(tmp_path / "real")[0]["random_weights"] == []
+
+
+def test_the_schema_requires_the_random_weights_list(validator):
+    good = frame_record(item(0), fake_frame({}), {}, None, random_weights=["backbone"])
+    validator.validate(good)
+    for why, value in {"missing": None, "text": "backbone", "twice": ["depth", "depth"], "empty name": [""],
+                       "not a name": [3]}.items():
+        record = copy.deepcopy(good)
+        if value is None:
+            record.pop("random_weights")
+        else:
+            record["random_weights"] = value
+        assert not validator.is_valid(record), why

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -63,6 +64,7 @@ def test_output_topics_follow_each_heads_task_and_classes():
     assert output_topics(HEADS) == [
         OutputTopic("overlay", image),
         OutputTopic("detection/detections", dets),
+        OutputTopic("detection/annotations", "foxglove_msgs/msg/ImageAnnotations", optional=True),
         OutputTopic("detection/overlay", image),
         OutputTopic("detection/label_info", info, latched=True),
         OutputTopic("segmentation/labels", image),
@@ -87,6 +89,9 @@ def test_frame_messages_fill_exactly_the_declared_topics_with_the_input_header()
     messages = messages_of(rgb, result, declared.__contains__)
     # probe's labels have no declared topic (its task is not segmentation), so only its overlay goes out
     assert sorted(messages) == sorted(declared - {"detection/label_info", "segmentation/label_info"})
+    annotations = messages.pop("detection/annotations")  # no header: each annotation carries the stamp
+    stamps = [(a.timestamp.sec, a.timestamp.nanosec) for a in [*annotations.points, *annotations.texts]]
+    assert stamps == [(12, 345)] * 2  # one box: its outline and its label
     for msg in messages.values():
         assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (12, 345, "cam")
     assert msg_to_detections(messages["detection/detections"], ("person", "car")).labels.tolist() == [1]
@@ -104,7 +109,8 @@ def test_overlays_are_drawn_only_when_wanted_and_messages_carry_the_ones_drawn(m
     monkeypatch.setattr("dinov3_toolkit.overlays.composite", no_drawing)
     monkeypatch.setattr("dinov3_toolkit.result_kinds.draw", no_drawing)
     messages = messages_of(rgb, result, lambda topic: not topic.endswith("overlay"))
-    assert sorted(messages) == ["depth/depth", "detection/detections", "probe/labels", "segmentation/labels"]
+    assert sorted(messages) == ["depth/depth", "detection/annotations", "detection/detections", "probe/labels",
+                                "segmentation/labels"]
 
     given = np.full((24, 64, 3), 7, np.uint8)
     messages = frame_messages(M, HEADER, result, FrameOverlays(combined=given), wanted=lambda topic: False)
@@ -119,6 +125,14 @@ def test_the_random_weights_notice_is_on_every_overlay():
     for topic in plain:
         top_rows = raw_array(noted[topic])[:3]
         assert not np.array_equal(top_rows, raw_array(plain[topic])[:3]), topic
+
+
+def test_annotations_are_sized_for_the_frame_the_results_are_in():
+    _, result = frame()
+    hd = dataclasses.replace(result, image_size=(720, 1280))
+    messages = frame_messages(M, HEADER, hd, FrameOverlays(), wanted=lambda topic: topic == "detection/annotations")
+    assert list(messages) == ["detection/annotations"]
+    assert messages["detection/annotations"].points[0].thickness == 3.0  # 720 / 240; 24x32 would give the floor, 2
 
 
 @pytest.mark.parametrize("class_id, expected", [("name", "car"), ("index", "1")])

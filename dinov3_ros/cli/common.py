@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dinov3_toolkit import result_kinds
+from dinov3_toolkit.backbone import WeightsNotFoundError
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.offline.runner import RunSummary
@@ -18,6 +19,8 @@ from dinov3_toolkit.offline.sources import SourceFrame
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "dinov3_toolkit" / "offline" / "samples"
 RVIZ_CONFIG = "config/dinov3.rviz"
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: killed by SIGINT, by convention
+RANDOM_HINT = ("To try the pipeline without weights, pass --random-weights: everything without weights then runs "
+               "on random ones, and every output says its results are meaningless.")
 
 
 def sample_images() -> list[Path]:
@@ -29,8 +32,25 @@ def sample_images() -> list[Path]:
 
 
 def build_engine(args: argparse.Namespace, *, random_weights: bool) -> Engine:
-    """The engine the options describe; an error when not one head can run (nothing would be produced)."""
-    engine = Engine.create(
+    """The engine the options describe; an error when not one head can run (nothing would be produced).
+
+    Without ``random_weights``, missing weights are an error that names ``--random-weights``
+    (unless ``--weights`` named a file: that file is what is missing).
+    """
+    hint = f"\n{RANDOM_HINT}" if not random_weights and args.weights is None else ""
+    try:
+        engine = _create_engine(args, random_weights)
+    except WeightsNotFoundError as e:
+        raise WeightsNotFoundError(f"{e}{hint}") from e
+    if not engine.heads:
+        reasons = "".join(f"\n  {error}" for error in engine.failed.values()) or " no head was found"
+        unweighted = any("weights file not found" in str(error) for error in engine.failed.values())  # the loader's
+        raise ConfigError(f"no head can run:{reasons}{hint if unweighted else ''}")
+    return engine
+
+
+def _create_engine(args: argparse.Namespace, random_weights: bool) -> Engine:
+    return Engine.create(
         backbone=args.backbone,
         backbone_weights=args.weights,
         device=args.device,
@@ -45,10 +65,6 @@ def build_engine(args: argparse.Namespace, *, random_weights: bool) -> Engine:
         stream_gap_s=args.stream_gap,
         allow_backbone_mismatch=args.allow_backbone_mismatch,
     )
-    if not engine.heads:
-        reasons = "".join(f"\n  {error}" for error in engine.failed.values()) or " no head was found"
-        raise ConfigError(f"no head can run:{reasons}")
-    return engine
 
 
 def random_notice(engine: Engine) -> str | None:

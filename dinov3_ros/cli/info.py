@@ -84,21 +84,33 @@ def cmd_check(args: argparse.Namespace) -> int:
     return cmd_heads(argparse.Namespace(head_dir=args.head_dir, verbose=False))
 
 
+# What each weights tag of a backbone name was pretrained on (Meta's DINOv3 release).
+TAG_DATA = {
+    "lvd1689m": "LVD-1689M, 1.7 billion curated web images",
+    "sat493m": "SAT-493M, 493 million satellite images",
+}
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:
-    """Every backbone variant, its parameter count, and its weights file if found."""
-    print(f"{'name':<24} {'params':>10}  weights")
-    for name in list_backbones():
+    """Every backbone variant, its parameter count, its short name, and its weights file if found."""
+    print(f"{'name':<24} {'params':>10}  {'short name':<15} weights")
+    names = list_backbones()
+    for name in names:
         spec = get_backbone_spec(name)
         with torch.device("meta"):
             params = sum(p.numel() for p in spec.build().parameters())
+        short = spec.arch if get_backbone_spec(spec.arch).name == name else ""  # the tag a bare variant picks
         try:
             found = f"found: {resolve_weights(spec)}"
         except WeightsNotFoundError:
             found = f"not found (expects {spec.weights.meta_filename}"
             found += f" or {spec.weights.hf_repo})" if spec.weights.hf_repo else ")"
-        print(f"{name:<24} {params / 1e6:>9.1f}M  {found}")
+        print(f"{name:<24} {params / 1e6:>9.1f}M  {short:<15} {found}")
+    tags = dict.fromkeys(get_backbone_spec(name).weights.tag for name in names)  # in order, once each
+    print("\nA name is variant.weights: the architecture, then the data its weights were pretrained on ("
+          + "; ".join(f"{tag}: {TAG_DATA.get(tag, 'see Meta')}" for tag in tags) + ").\n"
+          "--backbone takes either; the short name is the variant alone and picks its first weights "
+          f"(vits16plus is {get_backbone_spec('vits16plus').name}).")
     return EXIT_OK
 
 

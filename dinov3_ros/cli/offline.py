@@ -12,17 +12,38 @@ from dinov3_toolkit.offline.interrupts import StopOnInterrupt
 from dinov3_toolkit.offline.records import RECORDS_FILE, SCHEMA_PATH, RunOutput, check_run_folder
 from dinov3_toolkit.offline.runner import run_frames
 from dinov3_toolkit.offline.sources import ImageFiles, open_source
+from dinov3_toolkit.result_kinds import BY_TYPE
 
-from ..bag import BagImages, BagOutput, check_output_path
+from ..bag import RANDOM_WEIGHTS_KEY, BagImages, BagOutput, check_output_path
+from ..bag_diagnostics import BagDiagnostics
+from ..names import join_topic
+from ..topics import OVERLAY
 from .common import FrameReport, build_engine, describe_engine, finish, random_notice, rviz_config, sample_images
 
+# What the demo's outputs are, for the table it ends with: a saved array's folder, and a topic's last name.
+SAVED_WHAT = {
+    "labels": "segmentation label maps: the class index per pixel (PNG, lossless)",
+    "depth": "depth maps: float32 (H, W) arrays, numpy.load reads them",
+    "flow": "optical flow: float32 (H, W, 2) arrays, u and v in pixels from the frame before",
+}
+TOPIC_WHAT = {
+    "image_raw": "the photos, as a camera driver would publish them",
+    "overlay": "this head alone, drawn on the photo",
+    "detections": "boxes with class and score",
+    "labels": "the class index per pixel",
+    "depth": "depth per pixel (32FC1)",
+    "flow": "optical flow per pixel",
+    "label_info": "the class names, once (latched)",
+    "annotations": "boxes and labels for Foxglove's image panel",
+    "diagnostics": "the pipeline's status and one per head (rqt_robot_monitor, Foxglove)",
+}
 
-def _bag_output(args: argparse.Namespace, engine: Engine, path: Path, **kwargs: Any) -> BagOutput:
-    return BagOutput(
-        path, engine.heads, storage=args.storage, distro=args.distro, namespace=args.namespace,
-        class_id=args.class_id, head_overlays=args.head_overlays, notice=random_notice(engine),
-        overwrite=args.overwrite, **kwargs,
-    )
+
+def _bag_output(args: argparse.Namespace, engine: Engine, path: Path, **overrides: Any) -> BagOutput:
+    options = dict(storage=args.storage, distro=args.distro, namespace=args.namespace, class_id=args.class_id,
+                   head_overlays=args.head_overlays, overwrite=args.overwrite)
+    return BagOutput(path, engine.heads, notice=random_notice(engine), random_weights=engine.random_weights,
+                     **{**options, **overrides})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -40,7 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         overlays = "none" if args.no_overlay else "images" if isinstance(source, ImageFiles) else "video"
         outputs: list[Any] = [
             stack.enter_context(stop.closing(RunOutput(out, overlays=overlays, fps=source.fps,
-                                                       overwrite=args.overwrite)))
+                                                       overwrite=args.overwrite,
+                                                       random_weights=engine.random_weights)))
         ]
         if args.bag:
             bag = _bag_output(args, engine, out / "bag", overlay=not args.no_overlay)
@@ -56,7 +78,7 @@ def cmd_bag(args: argparse.Namespace) -> int:
     check_output_path(args.out, args.overwrite, input_path=args.input)  # before the (slow) model load
     with ExitStack() as stack:
         stop = stack.enter_context(StopOnInterrupt())
-        source = BagImages(args.input, args.topic, distro=args.distro)
+        source = BagImages(args.input, args.topic, distro=args.distro, namespace=args.namespace)
         stack.callback(source.close)
         engine = build_engine(args, random_weights=args.random_weights)
         describe_engine(engine, args)
@@ -70,7 +92,8 @@ def cmd_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """`run` on the samples with a bag, random weights where none are found, and directions at the end."""
+    """`run` on the samples into records and a bag of every topic the node publishes, random weights where
+    none are found, and a table of what each output is and where at the end."""
     images = [Path(p) for p in args.images] or sample_images()
     source = ImageFiles(images)
     engine = build_engine(args, random_weights=True)
@@ -78,24 +101,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     with ExitStack() as stack:
         stop = stack.enter_context(StopOnInterrupt())
-        outputs = [
-            stack.enter_context(stop.closing(RunOutput(out, overlays="images", overwrite=True))),
-            stack.enter_context(stop.closing(_bag_output(args, engine, out / "bag", overlay=True))),
-        ]
+        records = RunOutput(out, overlays="images", overwrite=True, random_weights=engine.random_weights)
+        bag = _bag_output(args, engine, out / "bag", overlay=True, head_overlays=True,
+                          diagnostics=BagDiagnostics(engine, args.precision, args.namespace))
+        outputs = [stack.enter_context(stop.closing(records)), stack.enter_context(stop.closing(bag))]
         summary = run_frames(engine, source, [FrameReport(engine), *outputs], total=source.total,
                              notice=random_notice(engine), progress=False, stop=stop)
     status = finish(summary, outputs, engine)
+    print(demo_guide(out, records, bag, combined_overlay=join_topic(args.namespace, OVERLAY)))
     rviz = rviz_config()
     print(f"""
-Where to look ({out.resolve()}):
-  overlays/       one picture per photo: segmentation colours, labelled boxes, the depth map beside
-  {RECORDS_FILE}    one JSON record per photo (schema: {SCHEMA_PATH})
-  labels/ depth/  the label maps (PNG) and depth maps (.npy) the records name
-  bag/            an MCAP rosbag2: the photos on /camera/image_raw and every /dinov3 topic the node publishes
-
 View the bag:
   ROS 2:     ros2 bag play {out / 'bag'} --loop   and, in a second terminal,   rviz2 -d {rviz}
   Foxglove:  open {next((out / 'bag').glob('*.mcap'), out / 'bag')} in Foxglove (app or foxglove.dev), no ROS needed""")
     if random_notice(engine):
-        print(f"\n*** Reminder: {random_notice(engine)}. The outputs show the pipeline at work, not real results. ***")
+        print(f"\n*** Reminder: {random_notice(engine)}. The outputs show the pipeline at work, not real results; "
+              f"the records and the bag's metadata say so too. ***")
     return status
+
+
+def demo_guide(out: Path, records: RunOutput, bag: BagOutput, *, combined_overlay: str) -> str:
+    """The demo's closing table: each output, what it is, and where (files counted as written)."""
+    folders = {kind.saved.folder for kind in BY_TYPE.values() if kind.saved}
+    rows = [("overlays/", f"{records.frames} picture(s)", "each photo with every head drawn; the depth map beside"),
+            (RECORDS_FILE, f"{records.frames} record(s)", "one JSON record per photo: what each head found, "
+             f"the files below, timings, random_weights (schema: {SCHEMA_PATH})")]
+    rows += [(f"{folder}/", f"{len(list((out / folder).iterdir()))} file(s)", SAVED_WHAT.get(folder, ""))
+             for folder in sorted(folders) if (out / folder).is_dir()]
+    rows.append(("bag/", f"{bag.frames} frame(s)", "an MCAP rosbag2: every topic the node publishes (its "
+                 f"metadata's custom_data {RANDOM_WEIGHTS_KEY} names what ran on random weights)"))
+    lines = [f"\nWhat the demo wrote, and where ({out.resolve()}):"]
+    lines += [f"  {where:<14} {count:<14} {what}" for where, count, what in rows]
+    topics = bag.topics()
+    width = max(map(len, topics), default=0)
+    for topic in sorted(topics):
+        what = "every head drawn on the photo" if topic == combined_overlay else TOPIC_WHAT.get(
+            topic.rsplit("/", 1)[-1], "")
+        lines.append(f"    {topic:<{width}} {bag.counts[topic]:>4}  {topics[topic].replace('/msg/', '/'):<32} {what}")
+    return "\n".join(lines)

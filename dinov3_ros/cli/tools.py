@@ -17,7 +17,7 @@ from .common import EXIT_OK, build_engine, describe_engine, sample_images
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The backbone and heads as ONNX (fixed input size), compared with onnxruntime unless --no-check."""
-    from dinov3_toolkit.tools.export import compare_with_onnxruntime, export_onnx
+    from dinov3_toolkit.tools.export import compare_with_onnxruntime, export_onnx, weights_file
 
     engine = build_engine(args, random_weights=args.random_weights)
     describe_engine(engine, args)
@@ -26,6 +26,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     height, width = engine.extractor.preprocess.input_size(side, side)
     print(f"wrote {Path(args.out).resolve()}: input 'image' (1, 3, {height}, {width}) normalised RGB, "
           f"outputs {', '.join(names)}")
+    if (data := weights_file(args.out)) is not None:
+        print(f"  its weights are in {data.resolve()} (above torch's 1.5 GB limit for one file): keep it beside "
+              "the graph")
     if any(name.startswith("features.") for name in names):  # a temporal head (flow) is in the graph
         print("  also inputs previous.<i>: feed each frame the features.<i> the graph gave for the frame before")
     if not args.no_check:
@@ -72,10 +75,15 @@ def _message_builder() -> Any:
     from .. import messages
     from ..topics import frame_messages
 
-    M = messages.ros_messages() if importlib.util.find_spec("rclpy") else messages.bag_messages()
+    ros = importlib.util.find_spec("rclpy") is not None
+    M = messages.ros_messages() if ros else messages.bag_messages()
     header = messages.make_header(M, 0, 0, "camera")
+    annotations = not ros or importlib.util.find_spec("foxglove_msgs") is not None  # the node's rule: optional
+
+    def wanted(topic: str) -> bool:
+        return not topic.endswith("overlay") and (annotations or not topic.endswith("/annotations"))
 
     def to_messages(result: FrameResult, rgb: np.ndarray) -> dict[str, Any]:  # rgb: the benchmark's signature
-        return frame_messages(M, header, result, FrameOverlays(), wanted=lambda topic: not topic.endswith("overlay"))
+        return frame_messages(M, header, result, FrameOverlays(), wanted=wanted)
 
     return to_messages

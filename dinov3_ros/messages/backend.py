@@ -17,6 +17,7 @@ import numpy as np
 
 from dinov3_toolkit.errors import ConfigError, Dinov3Error, MissingExtra
 
+from ..foxglove_msgs_defs import FOXGLOVE_MSGS
 from ..vision_msgs_defs import VISION_MSGS
 
 DISTROS = ("humble", "jazzy")
@@ -80,7 +81,7 @@ class RosMessages:
 
 
 class BagMessages:
-    """rosbags dataclasses of one distro's typestore, with vision_msgs registered.
+    """rosbags dataclasses of one distro's typestore, with vision_msgs and foxglove_msgs registered.
 
     ``typestore`` serialises them (``typestore.serialize_cdr(msg, msg.__msgtype__)``).
     ``uint8[]`` fields are numpy uint8 arrays and ``byte`` fields ints, as rosbags reads them.
@@ -121,7 +122,7 @@ def bag_messages(distro: str = "humble") -> BagMessages:
     Stores, get_types_from_msg, get_typestore = typesys.Stores, typesys.get_types_from_msg, typesys.get_typestore
     typestore = get_typestore({"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}[distro])
     types: dict[str, Any] = {}
-    for typename, text in VISION_MSGS.items():
+    for typename, text in {**VISION_MSGS, **FOXGLOVE_MSGS}.items():
         types.update(get_types_from_msg(text, typename))
     typestore.register(types)
     return BagMessages(typestore)

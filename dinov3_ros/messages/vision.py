@@ -25,7 +25,7 @@ CLASS_ID_MODES = ("name", "index")
 def detections_to_msg(M: MessageBackend, det: Detections, header: Any, *, class_id: str = "name") -> Any:
     """vision_msgs/Detection2DArray: one Detection2D per box, in the input image's pixels."""
     check_class_id_mode(class_id)
-    _check_labels(det)
+    check_labels(det)
     boxes = det.boxes.astype(np.float64)  # exact widening, so the centre and size below are exact too
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # (N, 2)
     sizes = boxes[:, 2:] - boxes[:, :2]  # (N, 2)
@@ -61,7 +61,8 @@ def check_class_id_mode(class_id: str) -> None:
         raise ConfigError(f"class_id mode must be one of {CLASS_ID_MODES}, got {class_id!r}")
 
 
-def _check_labels(det: Detections) -> None:
+def check_labels(det: Detections) -> None:
+    """Every label must index ``det.class_names``: a message names the class, so a bad index cannot pass."""
     bad = (det.labels < 0) | (det.labels >= len(det.class_names))
     if bad.any():
         raise ConversionError(

@@ -9,6 +9,9 @@ Layout of the output folder::
     depth/<name>_<head>.npy   float32 (H, W) depth, ``numpy.load`` reads it
     flow/<name>_<head>.npy    float32 (H, W, 2) optical flow (u, v) in pixels, from the previous frame
 
+Every record names what ran on random weights (``random_weights``): a record copied
+away from its run still says when its results are meaningless.
+
 JSON Lines because a long run can be stopped at any moment: every line already
 written is a complete record, and the file is valid up to the last one. Paths in
 records are relative to the output folder, so the folder can be moved.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -42,8 +46,10 @@ def check_run_folder(folder: str | Path, overwrite: bool) -> None:
         )
 
 
-def frame_record(item: SourceFrame, frame: FrameResult, files: dict[str, str], overlay: dict | None) -> dict:
-    """The JSON record of one frame; ``files`` maps head names to the label/depth file written for them."""
+def frame_record(item: SourceFrame, frame: FrameResult, files: dict[str, str], overlay: dict | None, *,
+                 random_weights: Sequence[str] = ()) -> dict:
+    """The JSON record of one frame; ``files`` maps head names to the label/depth file written for them,
+    ``random_weights`` lists what ran on random weights (``Engine.random_weights``)."""
     height, width = frame.image_size
     t = frame.timings
     return {
@@ -57,6 +63,7 @@ def frame_record(item: SourceFrame, frame: FrameResult, files: dict[str, str], o
         "heads": {name: result_kinds.record(result, files.get(name)) for name, result in frame.results.items()},
         "errors": {name: str(error) for name, error in frame.errors.items()},
         "overlay": overlay,
+        "random_weights": list(random_weights),
         "timings_ms": {
             "preprocess": _ms(t.preprocess),
             "backbone": _ms(t.backbone),
@@ -80,12 +87,13 @@ class RunOutput(FrameWriter):
     """Writes one frame at a time into ``folder`` (see the module docstring for the layout).
 
     ``overlays`` is ``"images"`` (one jpg per frame), ``"video"`` (one mp4 at
-    ``fps``) or ``"none"``. Each record line is flushed as soon as its files are
+    ``fps``) or ``"none"``. ``random_weights`` (``Engine.random_weights``) goes into
+    every record. Each record line is flushed as soon as its files are
     written, so an interrupted run leaves only complete frames behind.
     """
 
     def __init__(self, folder: str | Path, *, overlays: str = "images", fps: float = 10.0,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, random_weights: Sequence[str] = ()) -> None:
         if overlays not in ("images", "video", "none"):
             raise ConfigError(f"overlays must be 'images', 'video' or 'none', got {overlays!r}")
         check_run_folder(folder, overwrite)
@@ -96,6 +104,7 @@ class RunOutput(FrameWriter):
                 shutil.rmtree(self.folder / name, ignore_errors=True)
         self.overlays = overlays
         self.fps = fps
+        self.random_weights = list(random_weights)
         self.frames = 0
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -116,7 +125,8 @@ class RunOutput(FrameWriter):
             kind = result_kinds.kind_of(result)
             if kind is not None and kind.saved is not None and (array := kind.saved.array(result)) is not None:
                 files[name] = self._save(f"{kind.saved.folder}/{item.name}_{name}{kind.saved.suffix}", array)
-        record = frame_record(item, frame, files, self._write_overlay(item, overlay))
+        record = frame_record(item, frame, files, self._write_overlay(item, overlay),
+                              random_weights=self.random_weights)
         self._records.write(json.dumps(record, allow_nan=False) + "\n")
         self._records.flush()
         self.frames += 1

@@ -11,11 +11,20 @@ export-time shape), see the README.
 Output names are ``<head>.<n>``: the n-th tensor of the head's ``forward``
 result, flattened in order (nested dicts by key order, lists by index). A graph
 with a temporal head (flow) also takes ``previous.<i>`` and gives ``features.<i>``.
+
+The file is self-contained up to torch's threshold for large models (1.5 GB of weights in
+torch 2.13: ``vitl16`` and smaller). Above it (``vitl16plus`` and larger) torch writes the
+weights beside the graph, as ``<file>.data`` (``weights_file``), because one protobuf file
+cannot exceed 2 GB; the graph names that file, so the two must stay together.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +36,7 @@ from ..engine import Engine
 from ..errors import ConfigError, MissingExtra
 
 INPUT_NAME = "image"
+EXPORTER_REGISTRY_LOG = "torch.onnx._internal.exporter._registration"
 
 
 class ExportGraph(nn.Module):
@@ -98,10 +108,47 @@ def export_onnx(engine: Engine, path: str | Path) -> list[str]:
     names = graph.output_names(example)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    _side_file(path).unlink(missing_ok=True)  # an earlier, larger export's weights would not match this graph
+    # external_data=False: one file, unless the weights pass torch's 1.5 GB threshold (see the module docstring)
+    with torch.no_grad(), _quiet_exporter():
         torch.onnx.export(graph, example, str(path), dynamo=True, input_names=graph.input_names(),
-                          output_names=names, verbose=False)
+                          output_names=names, verbose=False, external_data=False)
     return names
+
+
+def weights_file(path: str | Path) -> Path | None:
+    """The file beside the graph at ``path`` that holds its weights, if the export wrote one (above 1.5 GB)."""
+    side = _side_file(Path(path))
+    return side if side.is_file() else None
+
+
+def _side_file(path: Path) -> Path:
+    return path.with_name(path.name + ".data")  # the name torch's exporter (onnxscript) gives it
+
+
+class _TorchvisionNotice(logging.Filter):
+    """Drops torch's "torchvision is not installed. Skipping torchvision::nms" (and roi_align, roi_pool,
+    deform_conv2d): the exporter warns while registering its translations of torchvision's ops, which
+    our graphs never contain, so the warning says nothing about this export."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's two notices that concern torch itself, not the graph: each for what it is."""
+    registry = logging.getLogger(EXPORTER_REGISTRY_LOG)
+    notice = _TorchvisionNotice()
+    registry.addFilter(notice)
+    try:
+        with warnings.catch_warnings():
+            # torch's exporter copies its own tree specs, which trips torch's own deprecation of LeafSpec
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                    category=FutureWarning)
+            yield
+    finally:
+        registry.removeFilter(notice)
 
 
 def compare_with_onnxruntime(engine: Engine, path: str | Path) -> float:
