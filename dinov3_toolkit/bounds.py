@@ -75,6 +75,8 @@ BOUNDS: dict[str, Bound] = {
     "rounds": Bound(1, 100_000, integer=True),
     "warmup": Bound(0, 10_000, integer=True),
     "depth": Bound(1, 64, "blocks", integer=True),  # the largest backbone has 40
+    "frames": Bound(1, 100_000, integer=True),  # soak: frames to run
+    "sample_every": Bound(1, 100_000, integer=True),  # soak: frames between memory samples
     # Training.
     "epochs": Bound(1, 100_000, integer=True),
     "batch": Bound(1, 65_536, integer=True),

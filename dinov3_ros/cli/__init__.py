@@ -12,6 +12,7 @@ Subcommands:
   train      a head trained on your data (COCO, VOC, masks, depth) -> a head folder the node loads
   eval       a head folder scored on a labelled data set: mAP, mIoU, AbsRel, with plots
   synth      a small synthetic data set in every format train reads
+  soak       resident memory over thousands of frames through every head, or through the node
 
 It lives in the ROS layer because bags use ``messages`` (the node's code);
 it needs no ROS install, only ``rosbags`` for the bag outputs.

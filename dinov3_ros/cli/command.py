@@ -19,6 +19,7 @@ from .common import EXIT_INTERRUPTED, EXIT_USAGE
 from .info import cmd_backbones, cmd_check, cmd_heads
 from .offline import cmd_bag, cmd_demo, cmd_run
 from .option_types import HeadParam, KeyValue, bounded, frame_size, ros_namespace
+from .soak import add_soak_parser
 from .tools import cmd_bench, cmd_export
 from .training import cmd_eval, cmd_synth, cmd_train
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     _training_parsers(sub)
+    add_soak_parser(sub)
 
     backbones = sub.add_parser("backbones", help="every backbone variant, its size and whether its weights are found")
     backbones.set_defaults(func=cmd_backbones)
