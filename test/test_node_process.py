@@ -140,7 +140,7 @@ def test_diagnostics_carry_rates_counts_latency_and_stage_times(probe, node, cam
                 "frames undecodable", "latency median (ms)", "backbone median (ms)", "detection median (ms)"):
         assert key in values, key
     assert values["device"] == "cpu" and set(values["heads"].split(", ")) == {"detection", "segmentation", "depth"}
-    assert int(values["frames processed"]) >= len(SUPPORTED_ENCODINGS) + 1
+    assert int(values["frames processed"]) >= 1  # this test's frame (earlier tests' frames count too)
     assert float(values["latency median (ms)"]) > 0
     assert level == 1 and "random weights" in message  # WARN: this node runs on random weights
 
