@@ -9,15 +9,13 @@ are the detections and the overlay's colours.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bag_fixtures import read_bag
-from test_messages import cdr_round_trip
+from test_messages import cdr_round_trip, installed_type_hash
 
 from dinov3_ros.cli import main
 from dinov3_ros.foxglove_msgs_defs import FOXGLOVE_MSGS
@@ -108,15 +106,8 @@ def test_definitions_hash_as_rosidl_generates_them(bag, typename):
 @pytest.mark.parametrize("typename", sorted(ROSIDL_TYPE_HASHES))
 def test_the_foxglove_msgs_the_node_imports_hash_like_ours(typename):
     """The foxglove_msgs `make ros` generates (or a ROS install provides) carries the definitions bags record."""
-    spec = importlib.util.find_spec("foxglove_msgs")
-    if spec is None:
-        pytest.skip("foxglove_msgs is not installed (`make ros` generates it)")
-    path = Path(spec.origin).parents[4] / "share" / f"{typename}.json"
-    if not path.is_file():
-        pytest.skip(f"{path} not found: type descriptions exist from Jazzy on")
-    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(path.read_text())["type_hashes"]}
-    assert hashes[typename] == ROSIDL_TYPE_HASHES[typename], (
-        f"the installed foxglove_msgs ({path.parents[1]}) is not the 3.0-3.2 layout bags record")
+    assert installed_type_hash(typename) == ROSIDL_TYPE_HASHES[typename], (
+        "the installed foxglove_msgs is not the 3.0-3.2 layout bags record")
 
 
 # ---- detections -> annotations ------------------------------------------------------------------
