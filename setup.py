@@ -44,7 +44,7 @@ setup(
         "export": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.17"],  # `dinov3 export`
         "bench": ["matplotlib>=3.5", "transformers>=5.0"],  # `dinov3 bench`: the plot, stage (e)
         "train": ["pycocotools>=2.0.7", "matplotlib>=3.5", "scipy>=1.7"],  # eval's COCO mAP, plots; DETR matching
-        "test": ["pytest>=7", "hypothesis>=6.80", "transformers>=5.0", "setuptools>=64", "wheel", "jsonschema>=4",
+        "test": ["pytest>=7", "hypothesis>=6.84", "transformers>=5.0", "setuptools>=64", "wheel", "jsonschema>=4",
                  "onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.17", "matplotlib>=3.5",
                  "pycocotools>=2.0.7", "tensorboard>=2.10", "scipy>=1.7",  # eval's mAP, TensorBoard, DETR
                  "colcon-common-extensions>=0.3"],  # test_colcon builds the package as ROS users do

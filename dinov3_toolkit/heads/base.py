@@ -58,7 +58,10 @@ class Head(nn.Module, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def forward(self, features: list[torch.Tensor]) -> Any:
-        """``features``: the maps of the manifest's ``layers``, each (1, C, h, w). Returns raw tensors."""
+        """``features``: the maps of the manifest's ``layers``, each (1, C, h, w). Returns raw tensors.
+
+        The maps are shared with every other head of the frame: read them, never change them in place.
+        """
 
     @abc.abstractmethod
     def postprocess(self, outputs: Any, image: PreparedImage, params: Mapping[str, Any]) -> Any:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 DEFAULT_FRAME_ID = "camera"
+_MAX_CAMERA_INDEX = 9999  # /dev/video<N>
 
 
 class SourceError(Dinov3Error, ValueError):
@@ -124,6 +125,9 @@ def open_source(spec: str, *, rate: float = 10.0) -> ImageFiles | VideoFrames:
     An existing file or folder wins over a camera index (a folder may be called ``2024``).
     """
     if re.fullmatch(r"[0-9]+", spec) and not Path(spec).exists():
+        if int(spec) > _MAX_CAMERA_INDEX:  # OpenCV takes a C int, and no machine has that many cameras
+            raise SourceError(f"camera index {spec} is out of range (0..{_MAX_CAMERA_INDEX}), and no file {spec} "
+                              "exists")
         capture = cv2.VideoCapture(int(spec))
         if not capture.isOpened():
             raise SourceError(f"camera {spec} cannot be opened (is it connected, and is it /dev/video{spec}?)")
@@ -150,14 +154,21 @@ def open_source(spec: str, *, rate: float = 10.0) -> ImageFiles | VideoFrames:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3), whatever its channels and depth; a damaged jpeg/png is an error."""
-    data = np.fromfile(path, np.uint8) if Path(path).is_file() else None
+    """An image file as RGB uint8 (H, W, 3), whatever its channels and depth; a ``ValueError`` naming the file if
+    it cannot be used (missing, unreadable, damaged jpeg/png, or an image OpenCV refuses, e.g. one too large)."""
+    try:
+        data = np.fromfile(path, np.uint8) if Path(path).is_file() else None
+    except OSError as e:  # no read permission, an I/O error: this file is skipped, the run goes on
+        raise ValueError(f"cannot read image {path}: {e.strerror or e}") from e
     if data is not None:
         try:
             check_compressed(data)
         except CorruptImage as e:
             raise ValueError(f"cannot use image {path}: {e}") from e
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
+    except cv2.error as e:  # OpenCV raises for what it refuses outright (a header claiming 60000x60000 pixels)
+        raise ValueError(f"cannot decode image {path}: OpenCV refused it ({e.err or e})") from e
     if image is None:
         raise ValueError(f"cannot read image {path} (missing, or not an image OpenCV can decode)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
