@@ -34,7 +34,8 @@ def demo(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         search_weights_only_in(mp, root / "no_weights")
         with redirect_stdout(text):
-            code = main(["demo", *TINY, "--out", str(out)])
+            code = main(["demo", *TINY, "--out", str(out), "--param", "detection.score_threshold=0",
+                         "--param", "detection.max_detections=5"])  # random weights: boxes, for the annotations
         heads = Engine.create(backbone="vits16", device="cpu", size=32, random_weights=True, warmup=False,
                               backbone_overrides={"depth": 1}).heads  # the heads the demo found
     bag, connections = read_bag(out / "bag")
@@ -65,6 +66,17 @@ def test_the_readme_lists_exactly_the_demo_bags_topics(demo):
     assert listed == set(demo["bag"]), (
         f"README's demo paragraph lacks {sorted(set(demo['bag']) - listed)} and lists "
         f"{sorted(listed - set(demo['bag']))} in vain")
+
+
+def test_the_demo_bag_has_foxglove_annotations_for_every_photo_at_its_stamp(demo):
+    photos = [r.msg.header.stamp for r in demo["bag"]["/camera/image_raw"]]
+    annotations = [r.msg for r in demo["bag"]["/dinov3/detection/annotations"]]
+    detections = [r.msg for r in demo["bag"]["/dinov3/detection/detections"]]
+    assert len(annotations) == len(photos) == PHOTOS
+    for stamp, ann, det in zip(photos, annotations, detections):
+        assert len(ann.points) == len(ann.texts) == len(det.detections) == 5
+        assert {(a.timestamp.sec, a.timestamp.nanosec) for a in [*ann.points, *ann.texts]} <= {
+            (stamp.sec, stamp.nanosec)}
 
 
 def test_diagnostics_are_the_nodes_statuses_counted_over_the_photos(demo):
@@ -108,3 +120,4 @@ def test_dinov3_bag_takes_the_demo_bag_without_topic(demo, tmp_path, capsys, no_
     assert f"reading {PHOTOS} frame(s) of /camera/image_raw (sensor_msgs/msg/Image)" in capsys.readouterr().out
     again, _ = read_bag(tmp_path / "again")
     assert len(again["/dinov3/overlay"]) == PHOTOS
+
