@@ -2,6 +2,7 @@
 #   make demo   set everything up, run every head on the bundled photos (overlays, JSON, an MCAP bag)
 #   make test   set everything up, run the test suite
 #   make ros    only the ROS 2 part: Jazzy's rclpy and messages from PyPI, vision_msgs and foxglove_msgs generated
+#   make screenshots  redraw the README's pictures, docs/images/*.png, from a bundled photo
 # Each creates (or reuses) the virtual environment $(VENV) and installs what it needs.
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv ros demo test clean
+.PHONY: venv ros demo test screenshots clean
 
 venv: $(STAMP)
 
@@ -35,6 +36,9 @@ demo: $(STAMP)
 
 test: ros
 	$(BIN)/python -m pytest
+
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -142,8 +142,9 @@ class Dinov3Node(LifecycleNode):
         self._diagnostics_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics,
                                                     clock=self._steady)
         self.get_logger().info(
-            f"configured: {engine.extractor.spec.name} on {engine.device} ({p['precision']}), "
-            f"heads {', '.join(engine.heads) or 'none'}"
+            f"configured: {engine.extractor.spec.name} on {engine.device} ({p['precision']}), heads "
+            + (", ".join(name + (f" ({head.manifest.depth.describe()})" if head.manifest.depth else "")
+                         for name, head in engine.heads.items()) or "none")  # depth: what its values mean
         )
         return TransitionCallbackReturn.SUCCESS
 

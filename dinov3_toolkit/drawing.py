@@ -1,20 +1,25 @@
-"""Drawing one result: boxes, label maps and depth as RGB pictures, and the banner for untrusted output.
+"""Drawing one result: boxes, label maps and flow as RGB pictures, and the banner for untrusted output.
 
 Every function takes RGB uint8 (H, W, 3) images in the original frame and
 returns a new image; inputs are never modified. Colours are a fixed function of
-the class index, so a class keeps its colour across frames, runs and machines.
-Text size follows the image size so labels read the same at 480p and 1080p.
+the class index, so a class keeps its colour across frames, runs and machines;
+a legend names the classes a label map holds and a count says how many boxes
+there are. Text size follows the image size so labels read the same at 480p and
+1080p. Depth has its own module (``depth_drawing``: colours and their bar).
 Which function draws which result, and how a frame's results are put together,
 is decided by the result-kind table (``result_kinds``) and ``overlays``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from .preprocess import check_rgb_image
-from .results import DepthMap, Detections, FlowField, SemanticLabels
+from .results import Detections, FlowField, SemanticLabels
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _GOLDEN = 0.618033988749895  # hue step: consecutive classes land far apart on the colour wheel
@@ -22,7 +27,6 @@ _SATURATIONS = (1.0, 0.75, 0.5)
 _VALUES = (1.0, 0.8, 0.6)
 _LABEL_GRID = 160  # long side of the downscaled mask used to place segmentation labels
 _MIN_REGION = 0.005  # regions smaller than this fraction of the image get no name
-_DEPTH_FLOOR = 40  # farthest valid depth uses colormap index 40, so only invalid pixels are black
 _DARK = (32, 32, 32)
 _WHITE = (255, 255, 255)
 _BANNER_RED = (200, 0, 0)
@@ -75,21 +79,63 @@ def _put_label(img: np.ndarray, text: str, x: int, y: int, fill: tuple[int, int,
     cv2.putText(img, text, (x + pad, y + pad + th), _FONT, style[0], _contrast(fill), style[1], cv2.LINE_AA)
 
 
-def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
-    """Class-coloured boxes, each labelled "name score" on a fill of its colour; best boxes drawn last (on top)."""
+Rect = tuple[int, int, int, int]  # x, y, width, height
+
+
+def _inside(x: int, y: int, bw: int, bh: int, shape: tuple[int, ...]) -> Rect:
+    """The label box at (x, y) shifted into an image of ``shape``, as ``_put_label`` shifts it."""
+    return int(min(max(x, 0), max(shape[1] - bw, 0))), int(min(max(y, 0), max(shape[0] - bh, 0))), bw, bh
+
+
+def _overlap(a: Rect, b: Rect) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _detection_texts(detections: Detections) -> list[str]:
+    return [f"{name} {float(score):.2f}" for name, score in zip(detections.names(), detections.scores)]
+
+
+def place_labels(detections: Detections, shape: tuple[int, ...], taken: Sequence[Rect] = ()) -> list[Rect | None]:
+    """Where each detection's label box goes, (x, y, width, height) in an image of ``shape``; None: no room.
+
+    Best score first, each label takes the first free spot of: above its box, inside its
+    top edge, below it. A spot is free when it overlaps no label placed before and
+    nothing in ``taken``, so labels never pile up; a crowded box keeps its outline only.
+    """
+    style = _text_style(shape)
+    placed, spots = list(taken), [None] * len(detections)
+    for k, text in sorted(enumerate(_detection_texts(detections)), key=lambda kt: -detections.scores[kt[0]]):
+        x1, y1, _, y2 = (int(round(float(v))) for v in detections.boxes[k])
+        bw, bh, _ = _label_size(text, style)
+        tops = [y for y, fits in ((y1 - bh, y1 >= bh), (y1, True), (y2, y2 + bh <= shape[0])) if fits]
+        free = (r for r in (_inside(x1, y, bw, bh, shape) for y in tops) if not any(_overlap(r, p) for p in placed))
+        spots[k] = next(free, None)
+        if spots[k] is not None:
+            placed.append(spots[k])
+    return spots
+
+
+def draw_detections(image: np.ndarray, detections: Detections, count: bool = True) -> np.ndarray:
+    """Class-coloured boxes, best drawn last (on top); "name score" labels on their colour that never overlap
+    (``place_labels``), and, if ``count``, how many there are ("7 detections") in the top-right corner."""
     out = check_rgb_image(image).copy()
-    colours = palette(len(detections.class_names))
+    colours = [tuple(int(c) for c in colour) for colour in palette(len(detections.class_names))]
     style = _text_style(out.shape)
     thickness = max(2, round(min(out.shape[:2]) / 240))
-    names = detections.names()
-    for k in reversed(range(len(detections))):
+    n = len(detections)
+    total = f"{n} detection{'' if n == 1 else 's'}"
+    corner = [_inside(out.shape[1], 0, *_label_size(total, style)[:2], out.shape)] if count else []
+    spots = place_labels(detections, out.shape, corner)
+    order = np.argsort(-detections.scores, kind="stable")[::-1]  # worst first: the best end up on top
+    for k in order:
         x1, y1, x2, y2 = (int(round(float(v))) for v in detections.boxes[k])
-        colour = tuple(int(c) for c in colours[detections.labels[k]])
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        text = f"{names[k]} {float(detections.scores[k]):.2f}"
-        bh = _label_size(text, style)[1]
-        top = y1 - bh if y1 - bh >= 0 else y1  # above the box, or inside it when the box touches the top
-        _put_label(out, text, x1, top, colour, style)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colours[detections.labels[k]], thickness)
+    texts = _detection_texts(detections)
+    for k in order:
+        if spots[k] is not None:
+            _put_label(out, texts[k], spots[k][0], spots[k][1], colours[detections.labels[k]], style)
+    if count:
+        _put_label(out, total, corner[0][0], corner[0][1], _DARK, style)
     return out
 
 
@@ -110,13 +156,51 @@ def _label_anchor(mask: np.ndarray) -> tuple[int, int] | None:
     return int(y), int(x)
 
 
+@dataclass(frozen=True)
+class Legend:
+    """The classes a segmentation legend lists, largest area first, as (class index, name); ``more``: left out."""
+
+    entries: tuple[tuple[int, str], ...]
+    more: int = 0
+
+
+def legend(labels: SemanticLabels, background: int | None = 0, rows: int | None = None) -> Legend:
+    """Every class present in ``labels`` but ``background`` (it is not painted), by pixel count, largest first.
+
+    With ``rows``, what fits that many rows: the largest ``rows - 1`` and a count of the rest.
+    """
+    counts = np.bincount(labels.labels.ravel(), minlength=len(labels.class_names))
+    present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] and c != background]
+    shown = present if rows is None or len(present) <= rows else present[: max(rows - 1, 0)]
+    return Legend(tuple((c, labels.class_names[c]) for c in shown), len(present) - len(shown))
+
+
+def _draw_legend(out: np.ndarray, key: Legend, colours: np.ndarray, style: tuple[float, int]) -> None:
+    """``key`` in the top-left corner: a swatch of each class's colour and its name, then "+N more"."""
+    rows = [(tuple(int(v) for v in colours[c]), name) for c, name in key.entries]
+    rows += [(None, f"+{key.more} more")] if key.more else []
+    if not rows:
+        return
+    (_, th), baseline = cv2.getTextSize("Ag", _FONT, *style)
+    pad = max(2, th // 4)
+    row_h = th + baseline + 2 * pad
+    width = 3 * pad + th + max(cv2.getTextSize(text, _FONT, *style)[0][0] for _, text in rows)
+    cv2.rectangle(out, (0, 0), (width - 1, row_h * len(rows) - 1), _DARK, cv2.FILLED)
+    for i, (colour, text) in enumerate(rows):
+        y = i * row_h + pad
+        if colour is not None:
+            cv2.rectangle(out, (pad, y), (pad + th - 1, y + th - 1), colour, cv2.FILLED)
+        cv2.putText(out, text, (2 * pad + th, y + th), _FONT, style[0], _WHITE, style[1], cv2.LINE_AA)
+
+
 def draw_segmentation(image: np.ndarray, labels: SemanticLabels, alpha: float = 0.5,
-                      background: int | None = 0) -> np.ndarray:
+                      background: int | None = 0, show_legend: bool = True) -> np.ndarray:
     """Blend each pixel with its class colour: ``(1 - alpha) * pixel + alpha * colour``, rounded to nearest.
 
     Pixels of class ``background`` keep their value (None paints every class).
     Each class present gets its name inside its largest region, unless that is
-    below 0.5% of the image.
+    below 0.5% of the image; with ``show_legend``, the top-left corner lists every
+    class present with its colour, as many as fit two thirds of the height (``legend``).
     """
     out = check_rgb_image(image).copy()
     lab = labels.labels
@@ -127,7 +211,8 @@ def draw_segmentation(image: np.ndarray, labels: SemanticLabels, alpha: float = 
     n = len(labels.class_names)
     if int(lab.max()) >= n:
         raise ValueError(f"label {int(lab.max())} is out of range for {n} class names")
-    colour = np.take(palette(n), lab, axis=0)  # (H, W, 3) uint8
+    colours = palette(n)
+    colour = np.take(colours, lab, axis=0)  # (H, W, 3) uint8
     blend = cv2.addWeighted(out, 1.0 - alpha, colour, alpha, 0.0)  # float32 inside: within 1 of exact
     if background is None:
         out = blend
@@ -148,76 +233,27 @@ def draw_segmentation(image: np.ndarray, labels: SemanticLabels, alpha: float = 
         bw, bh, _ = _label_size(text, style)
         cy, cx = (anchor[0] + 0.5) * h / small.shape[0], (anchor[1] + 0.5) * w / small.shape[1]
         _put_label(out, text, round(cx - bw / 2), round(cy - bh / 2), _DARK, style)
-    return out
-
-
-def _format_depth(value: float, unit: str) -> str:
-    return f"{value:.3g} {unit}" if unit else f"{value:.3g}"
-
-
-def draw_depth(depth: DepthMap, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
-    """INFERNO depth image, near = bright, invalid (non-finite or <= 0) = black, with its range stated.
-
-    The range is [vmin, vmax] where given, else the 2nd-98th percentile of the
-    valid values so a few outliers do not wash out the scene. A colour bar in the
-    bottom-right corner shows the near and far ends with their values.
-    """
-    d = depth.depth
-    valid = np.isfinite(d) & (d > 0)
-    if vmin is not None and vmax is not None and not vmax > vmin:  # also rejects NaN
-        raise ValueError(f"depth range needs vmin < vmax, got vmin={vmin}, vmax={vmax}")
-    if vmin is None or vmax is None:
-        values = d[valid]
-        values = values[:: max(1, values.size // 100_000)]  # ~100k samples pin percentiles down; 3x faster at 1080p
-        lo, hi = np.percentile(values, (2, 98)) if values.size else (0.0, 1.0)
-        vmin = float(lo) if vmin is None else vmin
-        vmax = float(hi) if vmax is None else vmax
-        vmax = max(vmax, vmin + 1e-6)  # a flat wall, or one given bound beyond the data: still a usable span
-    near = 1.0 - np.clip((np.where(valid, d, vmax) - vmin) / (vmax - vmin), 0.0, 1.0)  # (H, W) 1 = nearest
-    index = np.rint(_DEPTH_FLOOR + (255 - _DEPTH_FLOOR) * near).astype(np.uint8)
-    out = cv2.cvtColor(cv2.applyColorMap(index, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
-    out[~valid] = 0
-
-    style = _text_style(out.shape)
-    near_text, far_text = _format_depth(vmin, depth.unit), _format_depth(vmax, depth.unit)
-    (nw, th), _ = cv2.getTextSize(near_text, _FONT, *style)
-    fw = cv2.getTextSize(far_text, _FONT, *style)[0][0]
-    pad = max(2, th // 2)
-    bar_w = max(out.shape[1] // 6, nw + fw + 2 * pad)
-    x0 = max(0, out.shape[1] - bar_w - 2 * pad)
-    y0 = max(0, out.shape[0] - 2 * th - 5 * pad)
-    cv2.rectangle(out, (x0, y0), (out.shape[1] - 1, out.shape[0] - 1), _DARK, cv2.FILLED)
-    ramp = np.linspace(255, _DEPTH_FLOOR, bar_w).round().astype(np.uint8)[None, :]  # near (left) -> far
-    bar = cv2.cvtColor(cv2.applyColorMap(np.repeat(ramp, th, axis=0), cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
-    bx, by = x0 + pad, y0 + pad
-    bar = bar[: max(0, out.shape[0] - by), : max(0, out.shape[1] - bx)]  # tiny images: keep what fits
-    out[by: by + bar.shape[0], bx: bx + bar.shape[1]] = bar
-    ty = by + 2 * th + 2 * pad
-    cv2.putText(out, near_text, (bx, ty), _FONT, style[0], _WHITE, style[1], cv2.LINE_AA)
-    cv2.putText(out, far_text, (bx + bar_w - fw, ty), _FONT, style[0], _WHITE, style[1], cv2.LINE_AA)
+    if show_legend:
+        row_h = _label_size("Ag", style)[1]
+        _draw_legend(out, legend(labels, background, rows=max(1, 2 * h // 3 // row_h)), colours, style)
     return out
 
 
 def add_banner(image: np.ndarray, text: str) -> np.ndarray:
-    """White text on a red strip across the top, for outputs nobody should trust (e.g. random weights)."""
-    out = check_rgb_image(image).copy()
-    scale, thickness = _text_style(out.shape)
+    """White text on a red strip added above the image, for outputs nobody should trust (e.g. random weights).
+
+    The output is taller than ``image`` by the strip; the picture itself is left whole.
+    """
+    image = check_rgb_image(image)
+    scale, thickness = _text_style(image.shape)
     (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
     pad = max(3, th // 2)
-    if tw > out.shape[1] - 2 * pad:  # shrink long warnings rather than cut them off
-        scale *= (out.shape[1] - 2 * pad) / tw
+    if tw > image.shape[1] - 2 * pad:  # shrink long warnings rather than cut them off
+        scale *= (image.shape[1] - 2 * pad) / tw
         (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
-    cv2.rectangle(out, (0, 0), (out.shape[1] - 1, th + baseline + 2 * pad - 1), _BANNER_RED, cv2.FILLED)
-    cv2.putText(out, text, (pad, pad + th), _FONT, scale, _WHITE, thickness, cv2.LINE_AA)
-    return out
-
-
-def draw_depth_panel(image: np.ndarray, result: DepthMap) -> np.ndarray:
-    """Depth as its own picture at the image's size (the camera image's content is not used)."""
-    h, w = check_rgb_image(image).shape[:2]
-    if result.depth.shape != (h, w):
-        result = DepthMap(cv2.resize(result.depth, (w, h), interpolation=cv2.INTER_NEAREST), result.unit)
-    return draw_depth(result)
+    strip = np.full((th + baseline + 2 * pad, image.shape[1], 3), _BANNER_RED, np.uint8)
+    cv2.putText(strip, text, (pad, pad + th), _FONT, scale, _WHITE, thickness, cv2.LINE_AA)
+    return np.vstack([strip, image])
 
 
 def caption(image: np.ndarray, text: str) -> np.ndarray:
@@ -281,7 +317,7 @@ def draw_flow_panel(image: np.ndarray, result: FlowField) -> np.ndarray:
     if flow.shape[:2] != (h, w):  # another size: resample, and scale the vectors into this image's pixels
         scale = np.array([w / flow.shape[1], h / flow.shape[0]], np.float32)
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * scale
-    speed = np.hypot(flow[..., 0], flow[..., 1])
+    speed = np.hypot(flow[..., 0].astype(np.float64), flow[..., 1])  # float32 overflows for vectors past 2.4e38
     fastest = float(speed[np.isfinite(speed)].max()) if np.isfinite(speed).any() else 0.0
     out = flow_to_rgb(flow, min_motion=min(1.0, fastest / 10))
     side = min(h, w) // 4 if min(h, w) < 96 else max(24, min(h, w) // 6)  # the legend: each direction's colour

@@ -24,7 +24,9 @@ def composite(image: np.ndarray, results: Mapping[str, object], notice: str | No
     """One picture for all heads: layered results over the camera image, other results as panels to its right.
 
     The output is H x W * (1 + number of panels); each part is captioned with its
-    head names, and ``notice`` becomes a red banner across the top.
+    head names, and ``notice`` becomes a red banner added above it (the output is then
+    taller: nothing of the picture is hidden). A result of a type no
+    kind draws (a plug-in's own, not registered) gets no panel: the others are still drawn.
     """
     base = check_rgb_image(image).copy()
     layers = {name: kind.layer for name, result in results.items()
@@ -35,7 +37,7 @@ def composite(image: np.ndarray, results: Mapping[str, object], notice: str | No
         base = caption(base, " + ".join(sorted(layers, key=layers.get)))
     panels = []
     for name, result in results.items():
-        if name in layers:
+        if name in layers or not result_kinds.drawable(result):
             continue
         panel = result_kinds.draw(image, result)
         if panel.shape != base.shape:
@@ -56,9 +58,12 @@ class FrameOverlays:
 def draw_overlays(image: np.ndarray, results: Mapping[str, object], *, heads: Iterable[str] = (),
                   combined: bool = False, notice: str | None = None) -> FrameOverlays:
     """Draw only what is asked for (overlays cost time): ``heads``' own overlays, and the composite if
-    ``combined``; ``notice`` is a banner on every one. Drawn before any message is built, and passed in."""
+    ``combined``; ``notice`` is a banner above every one. Drawn before any message is built, and passed in.
+    A head whose result no kind draws has no overlay of its own."""
     own = {}
     for name in heads:
+        if not result_kinds.drawable(results[name]):
+            continue
         drawn = result_kinds.draw(image, results[name])
         own[name] = add_banner(drawn, notice) if notice else drawn
     return FrameOverlays(composite(image, results, notice=notice) if combined else None, own)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import drawing
+from . import depth_drawing, drawing
 from .results import DepthMap, Detections, FlowField, SemanticLabels
 
 
@@ -50,6 +50,11 @@ def _no_fields(result: object) -> dict[str, Any]:
 class InvalidResult(ValueError):
     """A head's result that breaks its kind's contract (labels out of range, non-finite boxes, a map of
     another size): that head's failure on that frame, so nothing downstream ever sees it."""
+
+
+class BrokenPromise(InvalidResult):
+    """A result of another kind than its head's task promises: publishers are made from the task and messages
+    from the result, so they would disagree (or nothing could draw it)."""
 
 
 def _as_is(result: Any, size: tuple[int, int]) -> Any:
@@ -95,6 +100,12 @@ def _valid_detections(result: Detections, size: tuple[int, int]) -> Detections:
     _label_range(result.labels, result.class_names)
     if not (np.isfinite(result.boxes).all() and np.isfinite(result.scores).all()):
         raise InvalidResult("its boxes or scores are not all finite")
+    if ((result.scores < 0) | (result.scores > 1)).any():
+        raise InvalidResult(f"its scores span {float(result.scores.min()):g}..{float(result.scores.max()):g}; "
+                            f"scores are confidences in [0, 1]")
+    if (inverted := np.flatnonzero((result.boxes[:, 2:] < result.boxes[:, :2]).any(axis=1))).size:
+        raise InvalidResult(f"its box {inverted[0]} is {result.boxes[inverted[0]].tolist()}: boxes are "
+                            f"[x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
     height, width = size
     boxes = np.clip(result.boxes, 0, np.array([width, height, width, height], np.float32))  # inside the frame
     return result if np.array_equal(boxes, result.boxes) else Detections(boxes, result.scores, result.labels,
@@ -152,13 +163,17 @@ def _labels_record(result: SemanticLabels) -> dict[str, Any]:
 
 
 def _depth_summary(result: DepthMap) -> str:
-    return f"depth {np.nanmin(result.depth):.2f}..{np.nanmax(result.depth):.2f}"
+    finite = result.depth[np.isfinite(result.depth)]  # as recorded: NaN and inf mean "no depth here"
+    unit = f" {result.unit}" if result.unit else ""
+    span = f"{finite.min():.2f}..{finite.max():.2f}{unit}" if finite.size else "with no finite value"
+    return f"depth {span} ({result.kind})"
 
 
 def _depth_record(result: DepthMap) -> dict[str, Any]:
     finite = result.depth[np.isfinite(result.depth)]
     return {
         "unit": result.unit,
+        "kind": result.kind,
         "min": float(finite.min()) if finite.size else None,
         "max": float(finite.max()) if finite.size else None,
     }
@@ -166,7 +181,8 @@ def _depth_record(result: DepthMap) -> dict[str, Any]:
 
 def _flow_speed(result: FlowField) -> np.ndarray:
     """The finite speeds (pixels per frame) of the flow's pixels, flattened."""
-    speed = np.hypot(result.flow[..., 0], result.flow[..., 1])
+    flow = result.flow.astype(np.float64)  # float32 speeds and their sum overflow past 1.8e19 and 3.4e38
+    speed = np.hypot(flow[..., 0], flow[..., 1])
     return speed[np.isfinite(speed)]
 
 
@@ -190,7 +206,7 @@ KINDS = (
                SavedArray("labels", ".png", lambda result: result.labels), drawing.draw_segmentation, layer=0,
                validate=_valid_labels),
     ResultKind(DepthMap, "depth", _depth_summary, "depth", _depth_record,
-               SavedArray("depth", ".npy", lambda result: result.depth), drawing.draw_depth_panel,
+               SavedArray("depth", ".npy", lambda result: result.depth), depth_drawing.draw_depth_panel,
                validate=_valid_depth),
     ResultKind(FlowField, "flow", _flow_summary, "flow", _flow_record,
                SavedArray("flow", ".npy", lambda result: result.flow), drawing.draw_flow_panel,
@@ -234,8 +250,11 @@ def _kind_or_plain(result: object) -> ResultKind:
     return kind_of(result) or ResultKind(type(result), "")
 
 
-def validate(result: object, size: tuple[int, int]) -> object:
-    """``result`` checked against its kind's contract for a frame of ``size`` (H, W); ``InvalidResult`` if broken."""
+def validate(result: object, size: tuple[int, int], task: str | None = None) -> object:
+    """``result`` checked against its kind's contract for a frame of ``size`` (H, W), and against what its head's
+    ``task`` promises when given; ``InvalidResult`` (``BrokenPromise``) if broken."""
+    if task is not None and (broken := check_result(task, result)):
+        raise BrokenPromise(broken)
     return _kind_or_plain(result).validate(result, size)
 
 
@@ -247,6 +266,11 @@ def record(result: object, file: str | None) -> dict[str, Any]:
     """The JSON record of one head's result; ``file`` is where its ``saved`` array went (if it has one)."""
     kind = _kind_or_plain(result)
     return {"type": kind.record_type, **({"file": file} if kind.saved else {}), **kind.record(result)}
+
+
+def drawable(result: object) -> bool:
+    """Whether some kind draws ``result`` (a plug-in's own type gets an overlay once registered with a drawer)."""
+    return _kind_or_plain(result).draw is not _no_drawer
 
 
 def draw(image: np.ndarray, result: object) -> np.ndarray:

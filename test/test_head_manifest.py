@@ -1,4 +1,4 @@
-"""head.yaml parsing and parameter validation."""
+"""head.yaml parsing and parameter validation, and a depth head's stated meaning."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from dinov3_toolkit.heads import HeadError, ParamSpec, load_manifest
-from dinov3_toolkit.heads.loader import find_head_folders, load_head
+from dinov3_toolkit.heads.builtin.head_depth.model import DepthHeadLite
+from dinov3_toolkit.heads.loader import BUILTIN_DIR, find_head_folders, load_head
+from dinov3_toolkit.preprocess import PreparedImage
+from dinov3_toolkit.results import DepthMap, DepthMeaning
 
 PROBE = Path(__file__).resolve().parents[1] / "examples" / "head_linear_probe"
 
@@ -48,6 +52,13 @@ def test_example_manifest_is_complete():
          "'threshold_param' must name one of its numeric params ['t'], got ['t']"),
         ("task: depth\nmodel: m.D\nparams: {t: {default: a}, u: {default: 0.5}}\nthreshold_param: t\n",
          "'threshold_param' must name one of its numeric params ['u'], got 't'"),
+        ("task: detection\nmodel: m.D\ndepth: {unit: m, kind: metric}\n", "but the task is 'detection'"),
+        ("task: depth\nmodel: m.D\ndepth: m\n", "'depth' must be a mapping with 'unit'"),
+        ("task: depth\nmodel: m.D\ndepth: {unit: m}\n", "'depth' must be a mapping with 'unit'"),
+        ("task: depth\nmodel: m.D\ndepth: {unit: m, kind: absolute}\n",
+         "depth kind must be one of metric, relative, inverse, got 'absolute'"),
+        ("task: depth\nmodel: m.D\ndepth: {unit: '', kind: metric}\n", "metric depth needs its unit"),
+        ("task: depth\nmodel: m.D\ndepth: {unit: 1, kind: relative}\n", "depth unit must be a string, got 1"),
     ],
 )
 def test_bad_manifests_name_the_file_and_the_problem(tmp_path, text, message):
@@ -181,3 +192,37 @@ def test_a_head_without_postprocess_is_refused_at_load(tmp_path):
     model.write_text(model.read_text().replace("def postprocess(", "def post_process("))
     with pytest.raises(HeadError, match=r"LinearProbe\(\*\*args\) failed: TypeError: .*abstract.*postprocess"):
         load_head(load_manifest(folder), random_weights=True)
+
+
+def test_a_depth_head_states_what_its_values_mean(tmp_path):
+    assert load_manifest(BUILTIN_DIR / "head_depth").depth == DepthMeaning("", "relative")  # scale undocumented
+    folder = tmp_path / "head_metric"
+    folder.mkdir()
+    (folder / "head.yaml").write_text("task: depth\nmodel: m.D\ndepth: {unit: m, kind: metric}\n")
+    assert load_manifest(folder).depth == DepthMeaning("m", "metric")
+    (folder / "head.yaml").write_text("task: depth\nmodel: m.D\n")
+    assert load_manifest(folder).depth is None  # unstated: the model's own default
+    assert DepthMeaning("1/m", "inverse").describe() == "inverse depth (1/m)"
+
+
+def test_the_loader_hands_the_manifest_s_depth_meaning_to_the_model(tmp_path):
+    folder = tmp_path / "head_metric"
+    shutil.copytree(BUILTIN_DIR / "head_depth", folder, ignore=shutil.ignore_patterns("weights"))
+    manifest = folder / "head.yaml"
+    text = manifest.read_text().replace('depth: {unit: "", kind: relative}', "depth: {unit: m, kind: metric}")
+    manifest.write_text(text.replace("in_channels: 384", "in_channels: 16"))
+    assert load_head(load_manifest(folder), random_weights=True).model.meaning == DepthMeaning("m", "metric")
+    manifest.write_text(manifest.read_text().replace("in_channels: 16", "in_channels: 16\n  depth: 1"))
+    with pytest.raises(HeadError, match="args must not set depth"):
+        load_head(load_manifest(folder), random_weights=True)
+
+
+def test_the_depth_head_puts_its_meaning_on_every_result():
+    model = DepthHeadLite(in_channels=16, depth=DepthMeaning("m", "metric")).eval()
+    image = PreparedImage(tensor=torch.zeros(1, 3, 32, 32), original_size=(24, 40), input_size=(32, 32))
+    with torch.no_grad():
+        result = model.postprocess(model([torch.randn(1, 16, 2, 2)]), image, {})
+    assert isinstance(result, DepthMap) and (result.unit, result.kind) == ("m", "metric")
+    assert DepthHeadLite(in_channels=16).meaning == DepthMeaning("", "relative")
+    with pytest.raises(TypeError, match="DepthMeaning"):
+        DepthHeadLite(in_channels=16, depth={"unit": "m", "kind": "metric"})

@@ -113,7 +113,7 @@ def test_output_folder_layout_and_lossless_results(pairs, validator, tmp_path):
         saved = np.load(out / depth_rec["file"])
         assert saved.dtype == np.float32 and np.array_equal(saved, depth.depth)
         assert depth_rec["min"] == float(depth.depth.min()) and depth_rec["max"] == float(depth.depth.max())
-        assert depth_rec["unit"] == depth.unit
+        assert (depth_rec["unit"], depth_rec["kind"]) == (depth.unit, depth.kind) == ("", "relative")  # its head.yaml
 
         # detections: every box, score, label and class name, in order
         det = frame.results["detection"]
@@ -193,15 +193,18 @@ def test_unknown_overlay_mode_is_refused(tmp_path):
 
 
 def test_a_depth_map_without_finite_values_records_null_min_max(validator, tmp_path):
-    nan = DepthMap(np.full((48, 64), np.nan, dtype=np.float32), unit="m")
+    nan = DepthMap(np.full((48, 64), np.nan, dtype=np.float32), unit="m", kind="metric")
     partly = np.full((48, 64), np.inf, dtype=np.float32)
     partly[3, 4], partly[5, 6] = -2.5, 7.25
     with RunOutput(tmp_path, overlays="none") as output:
         output.write(item(0), fake_frame({"nan": nan, "partly": DepthMap(partly)}), None)
     record = read_records(tmp_path)[0]
     validator.validate(record)  # also proves the line holds no NaN/Infinity (not JSON)
-    assert record["heads"]["nan"] == {"type": "depth", "file": "depth/img0_nan.npy", "unit": "m",
+    assert record["heads"]["nan"] == {"type": "depth", "file": "depth/img0_nan.npy", "unit": "m", "kind": "metric",
                                       "min": None, "max": None}
+    assert (record["heads"]["partly"]["unit"], record["heads"]["partly"]["kind"]) == ("", "relative")
+    for wrong in ({"kind": "absolute"}, {"kind": None}):  # the schema knows the three kinds only
+        assert not validator.is_valid({**record, "heads": {"nan": {**record["heads"]["nan"], **wrong}}}), wrong
     assert (record["heads"]["partly"]["min"], record["heads"]["partly"]["max"]) == (-2.5, 7.25)
     assert np.isnan(np.load(tmp_path / "depth/img0_nan.npy")).all()
 

@@ -24,6 +24,7 @@ from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.heads import load_manifest
 from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.heads.loader import import_head_class
+from dinov3_toolkit.results import DepthMeaning
 from dinov3_toolkit.training.batches import Items
 from dinov3_toolkit.training.cache import FeatureCache
 from dinov3_toolkit.training.data import check_samples, load_dataset
@@ -135,6 +136,9 @@ def test_the_folder_holds_everything_the_node_needs(trained):
         assert (folder / name).is_file(), name
     assert list((folder / "report").glob("val_*.jpg"))
     assert list((folder / "report" / "tensorboard").glob("events.out.tfevents.*"))  # tensorboard is a test extra
+    # A trained depth head learned the data's metres, whatever its template claimed (the built-in: relative).
+    assert load_manifest(trained["depth"]).depth == DepthMeaning("m", "metric")
+    assert load_manifest(folder).depth is None  # only depth heads state a depth meaning
 
 
 def test_dinov3_run_loads_the_folder_and_finds_what_eval_scored(trained, synth, tmp_path, capsys):

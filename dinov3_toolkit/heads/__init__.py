@@ -6,7 +6,7 @@ layout can change without breaking anyone's head. See the README, "Write your ow
 
 from ..checkpoint import CheckpointError
 from ..preprocess import PreparedImage
-from ..results import DepthMap, Detections, FlowField, SemanticLabels
+from ..results import DepthMap, DepthMeaning, Detections, FlowField, SemanticLabels
 from .base import Head, HeadError
 from .manifest import HeadManifest, ParamSpec, load_manifest
 from .ops.anchors import (
@@ -26,9 +26,9 @@ from .training import BoxTargets, DepthTargets, FlowTargets, HeadLoss, LabelTarg
 
 __all__ = [
     "MATCH_BACKGROUND", "MATCH_IGNORE", "anchor_batch", "anchor_grid", "batched_nms", "box_iou", "boxes_in_input",
-    "BoxTargets", "CheckpointError", "decode_boxes", "DepthMap", "DepthTargets", "Detections", "dice_loss",
-    "encode_boxes", "FlowField", "FlowTargets", "giou_loss", "Head", "HeadError", "HeadLoss", "HeadManifest",
-    "labels_at", "labels_to_host", "LabelTargets", "load_manifest", "match_anchors", "nms_detections", "ParamSpec",
-    "per_anchor", "PreparedImage", "resize_map", "SemanticLabels", "sigmoid_focal_loss", "softmax_focal_loss",
-    "upsample_bilinear",
+    "BoxTargets", "CheckpointError", "decode_boxes", "DepthMap", "DepthMeaning", "DepthTargets", "Detections",
+    "dice_loss", "encode_boxes", "FlowField", "FlowTargets", "giou_loss", "Head", "HeadError", "HeadLoss",
+    "HeadManifest", "labels_at", "labels_to_host", "LabelTargets", "load_manifest", "match_anchors", "nms_detections",
+    "ParamSpec", "per_anchor", "PreparedImage", "resize_map", "SemanticLabels", "sigmoid_focal_loss",
+    "softmax_focal_loss", "upsample_bilinear",
 ]

@@ -99,7 +99,9 @@ def _import_class(manifest: HeadManifest, module_name: str, class_name: str, bas
     path = manifest.folder / (module_name.replace(".", "/") + ".py")
     try:
         module = importlib.import_module(f"{_package_for(manifest.folder)}.{module_name}")
-    except Exception as e:  # a head's code can fail to import in any way; report it as that head's error
+    except KeyboardInterrupt:  # Ctrl-C while importing stops the start, not only this head
+        raise
+    except BaseException as e:  # a head's code can fail to import in any way, sys.exit() too: that head's error
         hint = f" (pip install {e.name}, or the package that provides it)" if isinstance(e, ModuleNotFoundError) \
             and e.name and not e.name.startswith(_EXTERNAL_PACKAGE) else ""
         raise HeadError(manifest.name, path, f"cannot be imported: {type(e).__name__}: {e}{hint}") from e
@@ -205,9 +207,16 @@ def load_head(
             raise HeadError(name, manifest.path, f"args must not set {', '.join(sorted(taken))}: the names in "
                             f"{manifest.classes.name} reach {cls.__name__} as class_names, and set the count")
         args["class_names"] = class_names
+    if manifest.depth is not None:
+        if "depth" in args:
+            raise HeadError(name, manifest.path, f"args must not set depth: the manifest's depth key reaches "
+                            f"{cls.__name__} as depth=")
+        args["depth"] = manifest.depth
     try:
         model = cls(**args)
-    except Exception as e:  # the constructor is the head author's code
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # the constructor is the head author's code (sys.exit() included)
         raise HeadError(name, manifest.path, f"{cls.__name__}(**args) failed: {type(e).__name__}: {e}") from e
     if getattr(model, "class_names", None) != class_names:
         raise HeadError(name, manifest.module_path, f"{cls.__name__}.__init__ must pass class_names to "
@@ -219,7 +228,9 @@ def load_head(
             load_into(model, state_dict, source=f"weights file {path}")
         except CheckpointError as e:
             raise HeadError(name, path, str(e)) from e
-        except Exception as e:  # checkpoint_filter is the head author's code
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # checkpoint_filter is the head author's code (sys.exit() included)
             raise HeadError(name, path, f"loading failed: {type(e).__name__}: {e}") from e
         log.info("head %s: weights from %s", name, path)
     try:

@@ -17,6 +17,7 @@ A complete manifest (only ``task`` and ``model`` are required)::
     params:                  # run-time parameters; users override them, the node can change them live
       score_threshold: {default: 0.2, min: 0.0, max: 1.0, description: keep boxes scoring above this}
     threshold_param: score_threshold  # the parameter vision_msgs/LabelInfo reports as the threshold
+    depth: {unit: m, kind: metric}  # depth heads only: what the values mean (metric | relative | inverse)
 
 YAML because ROS users already write ``params.yaml`` and PyYAML is in every
 ROS install (rosdep key ``python3-yaml``). The head's name is its folder's name
@@ -34,13 +35,14 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..results import DEPTH_KINDS, DepthMeaning
 from .base import HeadError
 
 MANIFEST = "head.yaml"
 FOLDER_PREFIX = "head_"
 HEAD_NAME = r"[A-Za-z][A-Za-z0-9_]*"  # a ROS name token: topics <name>/..., parameters <name>.<param>
 _KEYS = {"description", "task", "model", "args", "classes", "weights", "layers", "trained_on", "params",
-         "threshold_param", "loss", "loss_args", "provenance"}
+         "threshold_param", "loss", "loss_args", "provenance", "depth"}
 _PARAM_KEYS = {"default", "description", "min", "max", "choices"}
 _TRAINED_ON_KEYS = {"backbone", "size", "resize_mode"}
 _PARAM_TYPES = (bool, int, float, str)  # bool first: it is also an int
@@ -101,6 +103,7 @@ class HeadManifest:
     loss: tuple[str, str] | None = None  # (module, class) of its HeadLoss; None: the head cannot be trained
     loss_args: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)  # what `dinov3 train` made it from (free-form)
+    depth: DepthMeaning | None = None  # a depth head's stated meaning; the loader passes it to the model as depth=
 
     def threshold(self, values: dict[str, Any]) -> float:
         """The head's confidence threshold for LabelInfo, from its current parameter ``values``; 0 without one."""
@@ -205,6 +208,7 @@ def load_manifest(folder: str | Path) -> HeadManifest:
     numeric = sorted(n for n, p in params.items() if type(p.default) in (int, float))  # bool excluded
     if threshold_param is not None and threshold_param not in numeric:  # a list compares, never hashes
         raise fail(f"'threshold_param' must name one of its numeric params {numeric}, got {threshold_param!r}")
+    depth = _parse_depth(raw, fail) if "depth" in raw else None
     return HeadManifest(
         name=name,
         folder=folder,
@@ -222,7 +226,22 @@ def load_manifest(folder: str | Path) -> HeadManifest:
         loss=loss,
         loss_args=raw.get("loss_args") or {},
         provenance=raw.get("provenance") or {},
+        depth=depth,
     )
+
+
+def _parse_depth(raw: dict, fail) -> DepthMeaning:
+    """``depth: {unit: m, kind: metric}``: stated by depth heads only, so that no other head claims a unit."""
+    if raw["task"] != "depth":
+        raise fail(f"'depth' states what a depth head's values mean, but the task is {raw['task']!r}")
+    entry = raw["depth"]
+    if not isinstance(entry, dict) or set(entry) != {"unit", "kind"}:
+        raise fail(f"'depth' must be a mapping with 'unit' (a string, \"\" for none) and 'kind' "
+                   f"({' | '.join(DEPTH_KINDS)}), got {entry!r}")
+    try:
+        return DepthMeaning(entry["unit"], entry["kind"])
+    except (TypeError, ValueError) as e:
+        raise fail(f"'depth': {e}") from None
 
 
 def _class_path(value: str) -> tuple[str, str] | None:

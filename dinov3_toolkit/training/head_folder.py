@@ -86,6 +86,8 @@ def write_head_folder(
     manifest["weights"] = WEIGHTS
     manifest["layers"] = list(template.layers)
     manifest["trained_on"] = dict(trained_on)
+    if template.task == "depth":  # the data sets' depth is in metres (training/data/folders.py), so is the head's
+        manifest["depth"] = {"unit": "m", "kind": "metric"}
     if template.params:
         manifest["params"] = {name: _param_entry(spec) for name, spec in template.params.items()}
     if template.threshold_param:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov3_toolkit.heads import DepthMap, Head, PreparedImage, resize_map, upsample_bilinear
+from dinov3_toolkit.heads import DepthMap, DepthMeaning, Head, PreparedImage, resize_map, upsample_bilinear
 
 
 class DSConv(nn.Module):
@@ -58,7 +58,8 @@ class DepthHeadLite(Head):
     ``forward`` returns (1, 1, 8h, 8w) for an (h, w) feature map, i.e. half the
     input resolution, already softplus'ed plus ``min_depth``. The published model
     then resized to a fixed ``out_size`` inside ``forward``; here ``postprocess``
-    resizes once, straight to the camera frame.
+    resizes once, straight to the camera frame. ``depth`` is what the values mean
+    (the manifest's ``depth`` key, which the loader passes); every result carries it.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class DepthHeadLite(Head):
         dropout: float = 0.2,
         groups: int = 8,
         min_depth: float = 1e-3,
+        depth: DepthMeaning = DepthMeaning(),
     ) -> None:
         super().__init__()
         if len(proj_channels) != 4:
@@ -97,6 +99,9 @@ class DepthHeadLite(Head):
         self.h1_bn = nn.GroupNorm(min(groups, common_channels // 2), common_channels // 2)
         self.h2_bn = nn.GroupNorm(min(groups, common_channels // 4), common_channels // 4)
         self.min_depth = float(min_depth)
+        if not isinstance(depth, DepthMeaning):
+            raise TypeError(f"depth must be a DepthMeaning (the manifest's depth key), got {depth!r}")
+        self.meaning = depth
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = features[0]  # (1, C, h, w), stride 16
@@ -119,4 +124,4 @@ class DepthHeadLite(Head):
     @torch.no_grad()
     def postprocess(self, outputs: torch.Tensor, image: PreparedImage, params: Mapping[str, Any]) -> DepthMap:
         """Resize the depth bilinearly to the original frame (the input was stretched, so per axis)."""
-        return DepthMap(resize_map(outputs, image.original_size).cpu().numpy())
+        return DepthMap(resize_map(outputs, image.original_size).cpu().numpy(), self.meaning.unit, self.meaning.kind)
