@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .drawing import _DARK, _FONT, _WHITE, _text_style
+from .drawing import DARK, FONT, WHITE, text_style
 from .preprocess import check_rgb_image
 from .results import DepthMap, DepthMeaning
 
@@ -91,9 +91,9 @@ def _draw_bar(out: np.ndarray, bar: DepthBar) -> None:
     chosen, on a dark box in the bottom-right corner; smaller text where the image is too narrow for it."""
     h, w = out.shape[:2]
     near_text, far_text, kind_text, range_text = bar.texts
-    scale, thickness = _text_style(out.shape)
+    scale, thickness = text_style(out.shape)
     for _ in range(2):  # text width is about linear in the scale: one correction fits
-        sizes = [cv2.getTextSize(text, _FONT, scale, thickness)[0] for text in bar.texts]
+        sizes = [cv2.getTextSize(text, FONT, scale, thickness)[0] for text in bar.texts]
         th, pad = sizes[0][1], max(2, sizes[0][1] // 2)
         ramp_w = max(w // 4, sizes[0][0] + sizes[1][0] + 2 * pad, sizes[2][0], sizes[3][0])
         if ramp_w + 2 * pad <= w or scale <= 0.2:
@@ -101,7 +101,7 @@ def _draw_bar(out: np.ndarray, bar: DepthBar) -> None:
         scale = max(0.2, scale * (w - 2 * pad) / (ramp_w + 2 * pad))
     line = th + 2 * pad  # one text row, its descenders included
     x0, y0 = max(0, w - ramp_w - 2 * pad), max(0, h - (2 * pad + th + 3 * line))
-    cv2.rectangle(out, (x0, y0), (w - 1, h - 1), _DARK, cv2.FILLED)
+    cv2.rectangle(out, (x0, y0), (w - 1, h - 1), DARK, cv2.FILLED)
     ramp = np.linspace(255, _DEPTH_FLOOR, ramp_w).round().astype(np.uint8)[None, :]  # near (left) -> far
     colours = cv2.cvtColor(cv2.applyColorMap(np.repeat(ramp, th, axis=0), cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
     bx, by = x0 + pad, y0 + pad
@@ -110,7 +110,7 @@ def _draw_bar(out: np.ndarray, bar: DepthBar) -> None:
     rows = ((near_text, bx), (far_text, bx + ramp_w - sizes[1][0])), ((kind_text, bx),), ((range_text, bx),)
     for i, row in enumerate(rows):
         for text, x in row:
-            cv2.putText(out, text, (x, by + th + (i + 1) * line), _FONT, scale, _WHITE, thickness, cv2.LINE_AA)
+            cv2.putText(out, text, (x, by + th + (i + 1) * line), FONT, scale, WHITE, thickness, cv2.LINE_AA)
 
 
 def draw_depth_panel(image: np.ndarray, result: DepthMap) -> np.ndarray:

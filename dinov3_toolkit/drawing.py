@@ -21,14 +21,14 @@ import numpy as np
 from .preprocess import check_rgb_image
 from .results import Detections, FlowField, SemanticLabels
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 _GOLDEN = 0.618033988749895  # hue step: consecutive classes land far apart on the colour wheel
 _SATURATIONS = (1.0, 0.75, 0.5)
 _VALUES = (1.0, 0.8, 0.6)
 _LABEL_GRID = 160  # long side of the downscaled mask used to place segmentation labels
 _MIN_REGION = 0.005  # regions smaller than this fraction of the image get no name
-_DARK = (32, 32, 32)
-_WHITE = (255, 255, 255)
+DARK = (32, 32, 32)
+WHITE = (255, 255, 255)
 _BANNER_RED = (200, 0, 0)
 
 
@@ -49,7 +49,7 @@ def palette(n: int) -> np.ndarray:
     return np.rint(rgb * 255.0).astype(np.uint8)
 
 
-def _text_style(shape: tuple[int, ...]) -> tuple[float, int]:
+def text_style(shape: tuple[int, ...]) -> tuple[float, int]:
     """Font scale and stroke thickness proportional to the image, readable from 480p to 1080p and up."""
     scale = max(0.4, min(shape[0], shape[1]) / 900.0)
     return scale, max(1, round(scale * 1.6))
@@ -57,15 +57,15 @@ def _text_style(shape: tuple[int, ...]) -> tuple[float, int]:
 
 def _label_size(text: str, style: tuple[float, int]) -> tuple[int, int, int]:
     """(box width, box height, padding) of ``text`` drawn by ``_put_label``."""
-    (tw, th), baseline = cv2.getTextSize(text, _FONT, *style)
+    (tw, th), baseline = cv2.getTextSize(text, FONT, *style)
     pad = max(2, th // 4)
     return tw + 2 * pad, th + baseline + 2 * pad, pad
 
 
-def _contrast(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+def text_colour_on(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     """Black text on light fills, white on dark ones (ITU-R BT.601 luma)."""
     luma = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
-    return (0, 0, 0) if luma > 140 else _WHITE
+    return (0, 0, 0) if luma > 140 else WHITE
 
 
 def _put_label(img: np.ndarray, text: str, x: int, y: int, fill: tuple[int, int, int],
@@ -75,8 +75,8 @@ def _put_label(img: np.ndarray, text: str, x: int, y: int, fill: tuple[int, int,
     x = int(min(max(x, 0), max(img.shape[1] - bw, 0)))
     y = int(min(max(y, 0), max(img.shape[0] - bh, 0)))
     cv2.rectangle(img, (x, y), (x + bw - 1, y + bh - 1), fill, cv2.FILLED)
-    th = cv2.getTextSize(text, _FONT, *style)[0][1]
-    cv2.putText(img, text, (x + pad, y + pad + th), _FONT, style[0], _contrast(fill), style[1], cv2.LINE_AA)
+    th = cv2.getTextSize(text, FONT, *style)[0][1]
+    cv2.putText(img, text, (x + pad, y + pad + th), FONT, style[0], text_colour_on(fill), style[1], cv2.LINE_AA)
 
 
 Rect = tuple[int, int, int, int]  # x, y, width, height
@@ -102,7 +102,7 @@ def place_labels(detections: Detections, shape: tuple[int, ...], taken: Sequence
     top edge, below it. A spot is free when it overlaps no label placed before and
     nothing in ``taken``, so labels never pile up; a crowded box keeps its outline only.
     """
-    style = _text_style(shape)
+    style = text_style(shape)
     placed, spots = list(taken), [None] * len(detections)
     for k, text in sorted(enumerate(_detection_texts(detections)), key=lambda kt: -detections.scores[kt[0]]):
         x1, y1, _, y2 = (int(round(float(v))) for v in detections.boxes[k])
@@ -120,7 +120,7 @@ def draw_detections(image: np.ndarray, detections: Detections, count: bool = Tru
     (``place_labels``), and, if ``count``, how many there are ("7 detections") in the top-right corner."""
     out = check_rgb_image(image).copy()
     colours = [tuple(int(c) for c in colour) for colour in palette(len(detections.class_names))]
-    style = _text_style(out.shape)
+    style = text_style(out.shape)
     thickness = max(2, round(min(out.shape[:2]) / 240))
     n = len(detections)
     total = f"{n} detection{'' if n == 1 else 's'}"
@@ -135,7 +135,7 @@ def draw_detections(image: np.ndarray, detections: Detections, count: bool = Tru
         if spots[k] is not None:
             _put_label(out, texts[k], spots[k][0], spots[k][1], colours[detections.labels[k]], style)
     if count:
-        _put_label(out, total, corner[0][0], corner[0][1], _DARK, style)
+        _put_label(out, total, corner[0][0], corner[0][1], DARK, style)
     return out
 
 
@@ -181,16 +181,16 @@ def _draw_legend(out: np.ndarray, key: Legend, colours: np.ndarray, style: tuple
     rows += [(None, f"+{key.more} more")] if key.more else []
     if not rows:
         return
-    (_, th), baseline = cv2.getTextSize("Ag", _FONT, *style)
+    (_, th), baseline = cv2.getTextSize("Ag", FONT, *style)
     pad = max(2, th // 4)
     row_h = th + baseline + 2 * pad
-    width = 3 * pad + th + max(cv2.getTextSize(text, _FONT, *style)[0][0] for _, text in rows)
-    cv2.rectangle(out, (0, 0), (width - 1, row_h * len(rows) - 1), _DARK, cv2.FILLED)
+    width = 3 * pad + th + max(cv2.getTextSize(text, FONT, *style)[0][0] for _, text in rows)
+    cv2.rectangle(out, (0, 0), (width - 1, row_h * len(rows) - 1), DARK, cv2.FILLED)
     for i, (colour, text) in enumerate(rows):
         y = i * row_h + pad
         if colour is not None:
             cv2.rectangle(out, (pad, y), (pad + th - 1, y + th - 1), colour, cv2.FILLED)
-        cv2.putText(out, text, (2 * pad + th, y + th), _FONT, style[0], _WHITE, style[1], cv2.LINE_AA)
+        cv2.putText(out, text, (2 * pad + th, y + th), FONT, style[0], WHITE, style[1], cv2.LINE_AA)
 
 
 def draw_segmentation(image: np.ndarray, labels: SemanticLabels, alpha: float = 0.5,
@@ -222,7 +222,7 @@ def draw_segmentation(image: np.ndarray, labels: SemanticLabels, alpha: float = 
     h, w = lab.shape
     step = max(1.0, max(h, w) / _LABEL_GRID)
     small = cv2.resize(lab, (max(1, round(w / step)), max(1, round(h / step))), interpolation=cv2.INTER_NEAREST)
-    style = _text_style(out.shape)
+    style = text_style(out.shape)
     for c in np.flatnonzero(np.bincount(small.ravel(), minlength=n)):
         if c == background:
             continue
@@ -232,7 +232,7 @@ def draw_segmentation(image: np.ndarray, labels: SemanticLabels, alpha: float = 
         text = labels.class_names[c]
         bw, bh, _ = _label_size(text, style)
         cy, cx = (anchor[0] + 0.5) * h / small.shape[0], (anchor[1] + 0.5) * w / small.shape[1]
-        _put_label(out, text, round(cx - bw / 2), round(cy - bh / 2), _DARK, style)
+        _put_label(out, text, round(cx - bw / 2), round(cy - bh / 2), DARK, style)
     if show_legend:
         row_h = _label_size("Ag", style)[1]
         _draw_legend(out, legend(labels, background, rows=max(1, 2 * h // 3 // row_h)), colours, style)
@@ -245,21 +245,21 @@ def add_banner(image: np.ndarray, text: str) -> np.ndarray:
     The output is taller than ``image`` by the strip; the picture itself is left whole.
     """
     image = check_rgb_image(image)
-    scale, thickness = _text_style(image.shape)
-    (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+    scale, thickness = text_style(image.shape)
+    (tw, th), baseline = cv2.getTextSize(text, FONT, scale, thickness)
     pad = max(3, th // 2)
     if tw > image.shape[1] - 2 * pad:  # shrink long warnings rather than cut them off
         scale *= (image.shape[1] - 2 * pad) / tw
-        (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+        (tw, th), baseline = cv2.getTextSize(text, FONT, scale, thickness)
     strip = np.full((th + baseline + 2 * pad, image.shape[1], 3), _BANNER_RED, np.uint8)
-    cv2.putText(strip, text, (pad, pad + th), _FONT, scale, _WHITE, thickness, cv2.LINE_AA)
+    cv2.putText(strip, text, (pad, pad + th), FONT, scale, WHITE, thickness, cv2.LINE_AA)
     return np.vstack([strip, image])
 
 
 def caption(image: np.ndarray, text: str) -> np.ndarray:
     """``text`` on a dark box in the bottom-left corner: which heads a picture shows."""
     out = check_rgb_image(image).copy()
-    _put_label(out, text, 0, out.shape[0], _DARK, _text_style(out.shape))
+    _put_label(out, text, 0, out.shape[0], DARK, text_style(out.shape))
     return out
 
 
@@ -308,10 +308,10 @@ def draw_flow_panel(image: np.ndarray, result: FlowField) -> np.ndarray:
     """The flow as its own picture at the image's size, with a legend: the colour wheel and the speed of
     full colour; a frame without flow says why."""
     h, w = check_rgb_image(image).shape[:2]
-    style = _text_style((h, w))
+    style = text_style((h, w))
     if result.flow is None:
-        out = np.full((h, w, 3), _DARK, np.uint8)
-        _put_label(out, f"no flow: {result.reason}", 0, h // 2, _DARK, style)
+        out = np.full((h, w, 3), DARK, np.uint8)
+        _put_label(out, f"no flow: {result.reason}", 0, h // 2, DARK, style)
         return out
     flow = result.flow
     if flow.shape[:2] != (h, w):  # another size: resample, and scale the vectors into this image's pixels
@@ -324,7 +324,7 @@ def draw_flow_panel(image: np.ndarray, result: FlowField) -> np.ndarray:
     if side >= 8:
         ys, xs = np.mgrid[-1:1:side * 1j, -1:1:side * 1j]
         legend = flow_to_rgb(np.stack([xs, ys], -1).astype(np.float32), max_motion=1.0)
-        legend[np.hypot(xs, ys) > 1] = _DARK
+        legend[np.hypot(xs, ys) > 1] = DARK
         out[h - side:, w - side:] = legend
-    _put_label(out, f"max {fastest:.1f} px", 0, 0, _DARK, style)
+    _put_label(out, f"max {fastest:.1f} px", 0, 0, DARK, style)
     return out

@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from dinov3_toolkit.drawing import palette
+from dinov3_toolkit.drawing import palette, text_colour_on
 from dinov3_toolkit.results import Detections
 
 from .backend import MessageBackend
 from .vision import check_labels
 
 LINE_LOOP = 2  # foxglove_msgs/PointsAnnotation.LINE_LOOP: a closed polygon
-_LIGHT_LUMA = 140  # text is black on fills brighter than this (ITU-R BT.601 luma, 0-255), white otherwise
 
 
 def detections_to_annotations(M: MessageBackend, det: Detections, header: Any, image_size: tuple[int, int]) -> Any:
@@ -37,27 +36,26 @@ def detections_to_annotations(M: MessageBackend, det: Detections, header: Any, i
     height, width = image_size
     thickness = max(2.0, min(height, width) / 240)
     font_size = max(12.0, min(height, width) / 30)
-    colours = palette(len(det.class_names)).astype(np.float64) / 255.0  # (C, 3) RGB in [0, 1]
+    palette_rgb = [tuple(c) for c in palette(len(det.class_names)).tolist()]  # (C, 3) RGB 0-255, as the overlay
     stamp = header.stamp
     boxes = det.boxes.astype(np.float64).tolist()
     names, scores = det.names(), det.scores.tolist()
     points, texts = [], []
     for k in reversed(range(len(det))):
         x1, y1, x2, y2 = boxes[k]
-        r, g, b = colours[det.labels[k]].tolist()
-        colour = _colour(M, r, g, b)
+        fill = palette_rgb[det.labels[k]]
+        colour = _colour(M, *(c / 255.0 for c in fill))
         corners = [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
         points.append(M.new(
             "foxglove_msgs/msg/PointsAnnotation", timestamp=_time(M, stamp), type=LINE_LOOP,
             points=[_point(M, x, y) for x, y in corners], outline_color=colour, outline_colors=[],
             fill_color=_colour(M, 0.0, 0.0, 0.0, 0.0), thickness=thickness,
         ))
-        dark_text = 255 * (0.299 * r + 0.587 * g + 0.114 * b) > _LIGHT_LUMA
         texts.append(M.new(
             "foxglove_msgs/msg/TextAnnotation", timestamp=_time(M, stamp),
             position=_point(M, x1, max(y1, font_size)),  # the text's bottom-left; kept inside the image
             text=f"{names[k]} {scores[k]:.2f}", font_size=font_size,
-            text_color=_colour(M, *((0.0,) * 3 if dark_text else (1.0,) * 3)), background_color=_colour(M, r, g, b),
+            text_color=_colour(M, *(c / 255.0 for c in text_colour_on(fill))), background_color=colour,
         ))
     return M.new("foxglove_msgs/msg/ImageAnnotations", circles=[], points=points, texts=texts)
 
