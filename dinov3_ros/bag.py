@@ -143,7 +143,7 @@ def pick_image_topic(images: Mapping[str, str], wanted: str | None, path: Path, 
     """``wanted`` if it is an image topic of the bag, else the bag's only camera topic.
 
     ``images`` maps topics to types. Camera topics are the image topics dinov3 did not
-    write (``is_output_topic``), so that a bag dinov3 wrote can be processed again
+    write (``camera_topics``), so that a bag dinov3 wrote can be processed again
     without ``--topic``.
     """
     if wanted is not None:
@@ -153,7 +153,7 @@ def pick_image_topic(images: Mapping[str, str], wanted: str | None, path: Path, 
         return wanted
     if not images:
         raise BagError(f"bag {path} has no Image or CompressedImage topic; a camera topic is needed")
-    cameras = {t: m for t, m in images.items() if not is_output_topic(t, namespaces)}
+    cameras = camera_topics(images, namespaces)
     if len(cameras) == 1:
         return next(iter(cameras))
     ours = {t: m for t, m in images.items() if t not in cameras}
@@ -162,12 +162,15 @@ def pick_image_topic(images: Mapping[str, str], wanted: str | None, path: Path, 
     raise BagError(f"bag {path} {problem}; choose one with --topic (camera topics: {_listing(cameras)}{skipped})")
 
 
-def is_output_topic(topic: str, namespaces: Sequence[str] = (DEFAULT_NAMESPACE,)) -> bool:
-    """Whether dinov3 writes ``topic``: it is under one of ``namespaces`` (the root namespace ``/`` holds
-    every topic, so it says nothing), or named like a result image (``.../overlay``, ``.../labels``...)."""
+def camera_topics(images: Mapping[str, str], namespaces: Sequence[str] = (DEFAULT_NAMESPACE,)) -> dict[str, str]:
+    """The image topics dinov3 did not write: those outside ``namespaces`` (the root namespace ``/`` holds every
+    topic, so it says nothing); and, only if several remain, those not named like a result image (a bag
+    written under another namespace: ``.../overlay``, ``.../labels``...), so a lone ``/camera/depth`` is kept."""
     prefixes = [namespace.rstrip("/") + "/" for namespace in namespaces if namespace.strip("/")]
-    under = any(topic.startswith(prefix) for prefix in prefixes)
-    return under or topic.rsplit("/", 1)[-1] in OUTPUT_IMAGE_NAMES
+    cameras = {t: m for t, m in images.items() if not any(t.startswith(prefix) for prefix in prefixes)}
+    if len(cameras) > 1:
+        cameras = {t: m for t, m in cameras.items() if t.rsplit("/", 1)[-1] not in OUTPUT_IMAGE_NAMES} or cameras
+    return cameras
 
 
 def _listing(images: Mapping[str, str]) -> str:

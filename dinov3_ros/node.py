@@ -292,6 +292,11 @@ class Dinov3Node(LifecycleNode):
         for topic, msg in label_info_messages(self._messages, self._engine.heads, self._stamp_header()).items():
             self._publishers_by_topic[topic].publish(msg)
 
+    @property
+    def engine(self) -> Engine | None:
+        """The engine while configured: its heads, device and random weights (``dinov3 soak --node`` reports them)."""
+        return self._engine
+
     def _process(self, msg) -> None:
         """Worker thread: decode, run every head, publish what has subscribers."""
         engine = self._engine

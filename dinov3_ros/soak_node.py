@@ -71,7 +71,7 @@ def run_node_soak(params: Mapping[str, Any], *, frames: int, sample_every: int,
             raise ConfigError("the node did not configure: its log above says why")
         if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
             raise ConfigError("the node did not activate: its log above says why")
-        engine = node._engine  # the node's own: which heads run, where, and on what weights
+        engine = node.engine  # the node's own: which heads run, where, and on what weights
         overlay = f"{namespace}/{OVERLAY}"
         listener = _Listener(nodes[1], _outputs(node, executor, overlay), overlay)
         _spin_until(executor, lambda: listener.matched(node), OUTPUT_TIMEOUT_S, "the node and the listener to match")
@@ -85,8 +85,10 @@ def run_node_soak(params: Mapping[str, Any], *, frames: int, sample_every: int,
             if not _spin_until(executor, lambda: listener.overlay_stamp == stamp, OUTPUT_TIMEOUT_S):
                 missing += 1
             recorder.record(i + 1)
+        sent = time.monotonic()  # the head counts of a /diagnostics published after the last frame
+        _spin_until(executor, lambda: listener.diagnostics_at > sent, OUTPUT_TIMEOUT_S, "a /diagnostics message")
         settings = {k: v for k, v in overrides.items() if "." not in k}
-        return SoakResult("node", frames, tuple(engine.heads), tuple(recorder.samples), {},
+        return SoakResult("node", frames, tuple(engine.heads), tuple(recorder.samples), listener.head_errors(),
                           tuple(engine.random_weights), settings, frames_without_output=missing,
                           messages={t.removeprefix(f"{namespace}/"): n for t, n in listener.counts.items()},
                           machine=machine(engine.device))
@@ -107,6 +109,7 @@ class _Listener:
         self.topics, self.overlay = topics, overlay
         self.counts: Counter[str] = Counter(dict.fromkeys(topics, 0))
         self.overlay_stamp = 0  # of the last combined overlay received, in ns
+        self.diagnostics, self.diagnostics_at = None, 0.0  # the last /diagnostics, and its time.monotonic()
         qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)  # meets volatile and latched topics
         for topic, msgtype in topics.items():
             node.create_subscription(self.M.message_class(msgtype), topic, self._counter(topic), qos)
@@ -117,8 +120,19 @@ class _Listener:
             self.counts[topic] += 1
             if topic == self.overlay:
                 self.overlay_stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            elif topic == "/diagnostics":
+                self.diagnostics, self.diagnostics_at = msg, time.monotonic()
 
         return received
+
+    def head_errors(self) -> dict[str, int]:
+        """Frames each head failed on, from the per-head statuses of the last /diagnostics (``health.py``)."""
+        failed = {}
+        for status in self.diagnostics.status if self.diagnostics is not None else ():
+            if ": head " in status.name:
+                values = {kv.key: kv.value for kv in status.values}
+                failed[status.name.split(": head ", 1)[1]] = int(values.get("frames failed", 0))
+        return failed
 
     def matched(self, node: Any) -> bool:
         """The node subscribes to the frames, and the listener to every output."""

@@ -42,12 +42,13 @@ class Bound:
 
     def check(self, name: str, value: Any) -> int | float:
         """``value`` as an int or float if it is within bounds, else ``OutOfBounds`` naming ``name``."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._refuse(name, repr(value))
-        if (not math.isfinite(value) or (self.integer and not float(value).is_integer())
-                or not self.low <= value <= self.high or (self.multiple > 1 and value % self.multiple)):
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            raise self._refuse(name, repr(value))  # 3.0 for a count is refused: it would stay a float
+        # Python compares an int of any size with the limits exactly (float() of a 400-digit int would overflow).
+        if ((isinstance(value, float) and not math.isfinite(value)) or not self.low <= value <= self.high
+                or (self.multiple > 1 and value % self.multiple)):
             raise self._refuse(name, f"{value:g}" if isinstance(value, float) else str(value))
-        return int(value) if self.integer else float(value)
+        return value if self.integer else float(value)
 
     def parse(self, name: str, text: str) -> int | float:
         """A typed value from ``text`` (a command-line option), checked; ``name`` may be empty there."""
@@ -58,6 +59,7 @@ class Bound:
         return self.check(name, value)
 
     def _refuse(self, name: str, got: str) -> OutOfBounds:
+        got = got if len(got) <= 40 else f"{got[:30]}... ({len(got)} characters)"
         return OutOfBounds(f"{name} must be {self.describe()}, got {got}".lstrip())
 
 

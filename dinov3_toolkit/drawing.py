@@ -115,6 +115,11 @@ def place_labels(detections: Detections, shape: tuple[int, ...], taken: Sequence
     return spots
 
 
+def draw_order(detections: Detections) -> np.ndarray:
+    """Indices worst score first, so that where boxes overlap the best is drawn on top (overlays, annotations)."""
+    return np.argsort(-detections.scores, kind="stable")[::-1]
+
+
 def draw_detections(image: np.ndarray, detections: Detections, count: bool = True) -> np.ndarray:
     """Class-coloured boxes, best drawn last (on top); "name score" labels on their colour that never overlap
     (``place_labels``), and, if ``count``, how many there are ("7 detections") in the top-right corner."""
@@ -126,7 +131,7 @@ def draw_detections(image: np.ndarray, detections: Detections, count: bool = Tru
     total = f"{n} detection{'' if n == 1 else 's'}"
     corner = [_inside(out.shape[1], 0, *_label_size(total, style)[:2], out.shape)] if count else []
     spots = place_labels(detections, out.shape, corner)
-    order = np.argsort(-detections.scores, kind="stable")[::-1]  # worst first: the best end up on top
+    order = draw_order(detections)
     for k in order:
         x1, y1, x2, y2 = (int(round(float(v))) for v in detections.boxes[k])
         cv2.rectangle(out, (x1, y1), (x2, y2), colours[detections.labels[k]], thickness)

@@ -6,10 +6,11 @@ and how it is drawn: over the camera image (``layer``) or as its own panel. The
 ROS layer keeps the matching table (topic, message type, builder) in
 ``dinov3_ros.topics``; a new kind is one row here and one there.
 
-A head declares its kind through ``task`` and proves it on its first result: at
+A head declares its kind through ``task`` and keeps to it on every frame: at
 warm-up, a head whose result contradicts its task is refused by name
-(``check_result``), so that publishers made from the task and messages made from
-the result can never disagree. A task not in the table (``task: embedding``)
+(``check_result``), and a later result that does is that frame's failure
+(``BrokenPromise``), so that publishers made from the task and messages made
+from the result can never disagree. A task not in the table (``task: embedding``)
 promises nothing: its results get a record naming their type, and an overlay
 once their head registers a kind for them (``register``).
 """

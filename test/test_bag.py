@@ -497,6 +497,9 @@ def test_the_camera_topic_is_picked_beside_the_image_topics_dinov3_writes():
         pick_image_topic({}, None, where)
     assert pick_image_topic(ours, "/dinov3/overlay", where) == "/dinov3/overlay"  # asked for by name: taken
     assert pick_image_topic({RAW: IMAGE, **ours}, None, where, namespaces=["/dinov3", "/"]) == RAW  # / holds all
+    # A lone camera named like a result image is still the camera; beside another camera, it is skipped.
+    assert pick_image_topic({"/camera/depth": IMAGE, **ours}, None, where) == "/camera/depth"
+    assert pick_image_topic({"/camera/depth": IMAGE, RAW: IMAGE}, None, where) == RAW
 
 
 def test_a_bag_dinov3_wrote_goes_through_again_without_topic(processed, model, tmp_path):

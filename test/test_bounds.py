@@ -112,3 +112,12 @@ def test_a_bound_refuses_what_is_no_number():
     for value in (True, "0.5", None, [0.5]):
         with pytest.raises(OutOfBounds, match="x must be a finite number in"):
             bound.check("x", value)
+
+
+def test_a_count_is_an_int_and_a_huge_one_is_refused_not_overflowed():
+    """float() of a 400-digit int overflows; 3.0 epochs would stay a float and fail far from where it was set."""
+    with pytest.raises(OutOfBounds, match=r"size must be an integer .* got 1000000000.*\(401 characters\)"):
+        BOUNDS["size"].parse("size", "1" + "0" * 400)
+    with pytest.raises(OutOfBounds, match="epochs must be an integer in"):
+        TrainOptions(epochs=3.0)
+    assert BOUNDS["size"].check("size", 64) == 64 and type(BOUNDS["lr"].check("lr", 1)) is float

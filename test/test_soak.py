@@ -148,3 +148,19 @@ def test_node_soak_through_the_real_node(no_weights):
     assert result.messages["detection/overlay"] >= 19 and result.messages["flow/overlay"] >= 19  # last in flight
     assert set(result.random_weights) == {"backbone", "detection", "flow"}
     assert "frames without output: 0" in result.lines()
+    assert result.head_errors == {"detection": 0, "flow": 0}  # read from the node's own /diagnostics
+
+
+def test_node_soak_counts_a_failing_head_from_the_node_s_diagnostics(no_weights, tmp_path, monkeypatch):
+    from ros_helpers import rclpy  # noqa: F401  (skips this test, saying why, without rclpy and vision_msgs)
+
+    from dinov3_ros.soak_node import run_node_soak
+    from invalid_heads import BAD, write_bad_head
+
+    write_bad_head(tmp_path, in_channels=384)  # its label map is wrong on every non-square frame
+    monkeypatch.setattr("dinov3_toolkit.tools.soak.FRAMES_PER_SIZE", 2)  # frames 2 and 3 are not square
+    params = {"backbone": "vits16", "device": "cpu", "image_size": 32, "heads": ["depth", BAD],
+              "head_dirs": [str(tmp_path)]}
+    result = run_node_soak(params, frames=6, sample_every=3)
+    assert result.head_errors == {"depth": 0, BAD: 4}  # frames 2, 3, 4, 5: the two non-square sizes
+    assert f"head errors: {BAD} {result.head_errors[BAD]}" in result.lines()

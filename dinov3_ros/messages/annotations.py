@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dinov3_toolkit.drawing import palette, text_colour_on
+from dinov3_toolkit.drawing import draw_order, palette, text_colour_on
 from dinov3_toolkit.results import Detections
 
 from .backend import MessageBackend
@@ -41,7 +41,7 @@ def detections_to_annotations(M: MessageBackend, det: Detections, header: Any, i
     boxes = det.boxes.astype(np.float64).tolist()
     names, scores = det.names(), det.scores.tolist()
     points, texts = [], []
-    for k in reversed(range(len(det))):
+    for k in draw_order(det).tolist():
         x1, y1, x2, y2 = boxes[k]
         fill = palette_rgb[det.labels[k]]
         colour = _colour(M, *(c / 255.0 for c in fill))

@@ -133,7 +133,7 @@ class SoakResult:
     frames: int
     heads: tuple[str, ...]
     samples: tuple[RssSample, ...]  # frame 0 (after loading and warm-up), every K frames, the last
-    head_errors: dict[str, int]  # engine run: frames on which each head raised (a node logs them)
+    head_errors: dict[str, int]  # frames each head failed on (node run: as its /diagnostics counts them)
     random_weights: tuple[str, ...]  # what ran on random weights (``Engine.random_weights``)
     settings: dict[str, Any] = field(default_factory=dict)
     frames_without_output: int = 0  # node run: frames whose combined overlay never arrived
@@ -168,11 +168,10 @@ class SoakResult:
         out = [f"{self.mode} soak: {self.frames} frames through {', '.join(self.heads)} in {end.elapsed_s:.0f} s",
                f"RSS at frame {base.frame}: {_mib(base.rss_bytes)}, at frame {end.frame}: {_mib(end.rss_bytes)}: "
                f"growth {self.growth_pct:+.2f}%"]
-        if self.mode == "node":  # the node logs a head's errors (once per kind), the soak cannot count them
+        if self.mode == "node":
             out.append(f"frames without output: {self.frames_without_output}")
-        else:
-            errors = ", ".join(f"{name} {count}" for name, count in self.head_errors.items() if count)
-            out.append(f"head errors: {errors or 'none'}")
+        errors = ", ".join(f"{name} {count}" for name, count in self.head_errors.items() if count)
+        out.append(f"head errors: {errors or 'none'}")
         if self.random_weights:
             out.append(f"({', '.join(self.random_weights)}: {RANDOM_NOTE})")
         return out
