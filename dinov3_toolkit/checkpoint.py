@@ -124,7 +124,7 @@ def _non_finite(tensor: torch.Tensor) -> int:
 
 
 def load_into(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, hint: str = "", assign: bool = False
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, assign: bool = False
 ) -> None:
     """Load strictly, or raise a ``CheckpointError`` naming every mismatch.
 
@@ -133,7 +133,7 @@ def load_into(
     problems = check_state_dict(state_dict, model)
     if problems:
         lines = "\n  ".join(problems)
-        raise CheckpointError(f"{source} does not fit the model:\n  {lines}" + (f"\n{hint}" if hint else ""))
+        raise CheckpointError(f"{source} does not fit the model:\n  {lines}")
     model.load_state_dict(state_dict, strict=True, assign=assign)
 
 

@@ -222,8 +222,10 @@ def _build(package: Generated) -> None:
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
-    for placeholder, value in values.items():
-        template = template.replace(placeholder, value)
+    """``template`` with each ``@KEY@`` marker replaced by its value (CMake's own ``configure_file`` style:
+    ``string.Template``'s ``${KEY}`` would collide with the CMake variables in ``CMAKELISTS``)."""
+    for marker, value in values.items():
+        template = template.replace(marker, value)
     return template
 
 

@@ -63,12 +63,14 @@ def load_backbone_weights(model: nn.Module, spec: BackboneSpec, path: str | Path
     """
     raw = read_state_dict(path)
     state_dict = _as_float32(spec.family.checkpoint_filter_fn(raw, model))
-    hint = ""
-    if check_state_dict(state_dict, model):
-        matches = [n for n in _matching_variants(raw) if n != spec.name]
-        hint = f"This file fits backbone {' / '.join(matches)} instead." if matches else ""
     is_meta = next(model.parameters()).is_meta
-    load_into(model, state_dict, source=f"weights file {path} (for backbone {spec.name})", hint=hint, assign=is_meta)
+    try:  # checked once, in load_into; the other variants are tried only when it does not fit
+        load_into(model, state_dict, source=f"weights file {path} (for backbone {spec.name})", assign=is_meta)
+    except CheckpointError as e:
+        matches = [n for n in _matching_variants(raw) if n != spec.name]
+        if not matches:
+            raise
+        raise CheckpointError(f"{e}\nThis file fits backbone {' / '.join(matches)} instead.") from None
 
 
 def load_backbone(name: str, weights: str | Path | None = None, **overrides: Any) -> nn.Module:

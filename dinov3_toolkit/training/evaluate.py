@@ -252,7 +252,34 @@ class SegmentationMeter(Meter):
         return [path]
 
 
-class DepthMeter(Meter):
+class _PerImageMeter(Meter):
+    """Metrics averaged over images (depth, flow): their sums over the images scored, the images that could
+    not be scored (``unscored``, reported as ``unscored_key``), and a histogram of every pixel scored."""
+
+    unscored_key: str
+    merge_settings: tuple[str, ...] = ()  # attributes two meters must share to fold together
+
+    def __init__(self, sums: dict[str, float], histogram: np.ndarray) -> None:
+        self.sums = sums
+        self.images = 0
+        self.unscored = 0
+        self.histogram = histogram
+
+    def merge(self, other: Meter) -> None:
+        self._check_merge(other, *self.merge_settings)
+        for key in self.sums:
+            self.sums[key] += other.sums[key]
+        self.images += other.images
+        self.unscored += other.unscored
+        self.histogram += other.histogram
+
+    def compute(self) -> dict[str, Any]:
+        means = {key: total / self.images if self.images else None for key, total in self.sums.items()}
+        return {"task": self.task, "primary": PRIMARY[self.task][0], **means, "images": self.images,
+                self.unscored_key: self.unscored}
+
+
+class DepthMeter(_PerImageMeter):
     """AbsRel, RMSE and delta1 over valid ground-truth pixels, per image, then averaged over images.
 
     With ``relative=True`` each prediction is first scaled by median(truth) / median(prediction):
@@ -260,14 +287,14 @@ class DepthMeter(Meter):
     """
 
     task = "depth"
+    unscored_key = "images_without_depth"
+    merge_settings = ("relative",)
 
     def __init__(self, relative: bool = False) -> None:
-        self.relative = relative
-        self.sums = {"absrel": 0.0, "rmse": 0.0, "delta1": 0.0}
-        self.images = 0
-        self.images_without_depth = 0
         # Pixel counts of (truth, prediction) on log bins: the plot of every pixel, in fixed memory.
-        self.histogram = np.zeros((len(_DEPTH_EDGES) - 1,) * 2, dtype=np.int64)
+        super().__init__({"absrel": 0.0, "rmse": 0.0, "delta1": 0.0},
+                         np.zeros((len(_DEPTH_EDGES) - 1,) * 2, dtype=np.int64))
+        self.relative = relative
 
     def update(self, result: DepthMap, target: DepthTargets) -> None:
         _check_kinds(result, target, DepthMap, DepthTargets)
@@ -276,7 +303,7 @@ class DepthMeter(Meter):
                              f"{target.depth.shape}; both must be (H, W) of the original image")
         valid = target.valid
         if not valid.any():
-            self.images_without_depth += 1
+            self.unscored += 1
             return
         truth, predicted = target.depth[valid].astype(np.float64), result.depth[valid].astype(np.float64)
         if not np.isfinite(predicted).all():
@@ -298,18 +325,8 @@ class DepthMeter(Meter):
                                          np.clip(predicted, _DEPTH_EDGES[0], _DEPTH_EDGES[-1]),
                                          bins=(_DEPTH_EDGES, _DEPTH_EDGES))[0].astype(np.int64)
 
-    def merge(self, other: Meter) -> None:
-        self._check_merge(other, "relative")
-        for key in self.sums:
-            self.sums[key] += other.sums[key]
-        self.images += other.images
-        self.images_without_depth += other.images_without_depth
-        self.histogram += other.histogram
-
     def compute(self) -> dict[str, Any]:
-        means = {key: total / self.images if self.images else None for key, total in self.sums.items()}
-        return {"task": self.task, "primary": PRIMARY[self.task][0], **means, "median_scaling": self.relative,
-                "images": self.images, "images_without_depth": self.images_without_depth}
+        return {**super().compute(), "median_scaling": self.relative}
 
     def plot(self, folder: Path) -> list[Path]:
         if not self.images:
@@ -319,22 +336,20 @@ class DepthMeter(Meter):
         return [path]
 
 
-class FlowMeter(Meter):
+class FlowMeter(_PerImageMeter):
     """End-point error (the distance between predicted and true motion, pixels) over the known pixels,
     per image then averaged over images, and the share of pixels within 1, 3 and 5 pixels."""
 
     task = "flow"
+    unscored_key = "images_without_flow"  # no prediction (a first frame) or no known pixel
 
     def __init__(self) -> None:
-        self.sums = {"epe": 0.0, "px1": 0.0, "px3": 0.0, "px5": 0.0}
-        self.images = 0
-        self.images_without_flow = 0  # no prediction (a first frame) or no known pixel
-        self.histogram = np.zeros(len(_EPE_EDGES) - 1, dtype=np.int64)
+        super().__init__({"epe": 0.0, "px1": 0.0, "px3": 0.0, "px5": 0.0}, np.zeros(len(_EPE_EDGES) - 1, np.int64))
 
     def update(self, result: FlowField, target: FlowTargets) -> None:
         _check_kinds(result, target, FlowField, FlowTargets)
         if result.flow is None or not target.valid.any():
-            self.images_without_flow += 1
+            self.unscored += 1
             return
         if result.flow.shape != target.flow.shape:
             raise ValueError(f"the predicted flow is {result.flow.shape} but its ground truth is "
@@ -346,19 +361,6 @@ class FlowMeter(Meter):
             self.sums[f"px{limit}"] += float(np.mean(epe < limit))
         self.images += 1
         self.histogram += np.histogram(np.minimum(epe, _EPE_EDGES[-1]), _EPE_EDGES)[0]
-
-    def merge(self, other: Meter) -> None:
-        self._check_merge(other)
-        for key in self.sums:
-            self.sums[key] += other.sums[key]
-        self.images += other.images
-        self.images_without_flow += other.images_without_flow
-        self.histogram += other.histogram
-
-    def compute(self) -> dict[str, Any]:
-        means = {key: total / self.images if self.images else None for key, total in self.sums.items()}
-        return {"task": self.task, "primary": PRIMARY[self.task][0], **means, "images": self.images,
-                "images_without_flow": self.images_without_flow}
 
     def plot(self, folder: Path) -> list[Path]:
         if not self.images:
