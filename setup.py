@@ -29,7 +29,7 @@ setup(
     # Head folders ship whole, found by pattern, so that adding one never needs an edit here.
     package_data={
         "dinov3_toolkit": ["offline/samples/*.jpg", "offline/*.schema.json",
-                           *(f"heads/{kind}/head_*/{files}" for kind in ("builtin", "templates")
+                           *(f"{folder}head_*/{files}" for folder in ("", "templates/")
                              for files in ("*.py", "*.yaml", "*.txt", "weights/README.md"))]
     },
     data_files=[

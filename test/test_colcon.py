@@ -48,7 +48,7 @@ def test_installed_layout(install):
     assert os.access(install / "lib/dinov3_ros/dinov3_node", os.X_OK)
     library = _site_packages(install)
     for head in ("head_detection", "head_segmentation", "head_depth"):
-        assert (library / "dinov3_toolkit" / "heads" / "builtin" / head / "head.yaml").is_file(), head
+        assert (library / "dinov3_toolkit" / head / "head.yaml").is_file(), head
     assert (ROOT / "config/params.yaml").read_bytes() == (install / "share/dinov3_ros/config/params.yaml").read_bytes()
 
 
@@ -64,7 +64,7 @@ def test_installed_dinov3_command_runs_from_the_install_space(install):
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     for head in ("detection", "segmentation", "depth"):
-        assert f"{_site_packages(install)}/dinov3_toolkit/heads/builtin/head_{head}/" in done.stdout, done.stdout
+        assert f"{_site_packages(install)}/dinov3_toolkit/head_{head}/" in done.stdout, done.stdout
 
 
 def test_installed_node_starts_from_the_install_space(install, tmp_path):
@@ -74,7 +74,7 @@ def test_installed_node_starts_from_the_install_space(install, tmp_path):
                        executable=str(install / "lib/dinov3_ros/dinov3_node"), env=_installed_env(install))
     try:
         node.wait_for_output("active: subscribed to /installed/image", 120)
-        assert f"{_site_packages(install)}/dinov3_toolkit/heads/builtin/head_depth/" in node.output()
+        assert f"{_site_packages(install)}/dinov3_toolkit/head_depth/" in node.output()
         assert node.interrupt() == 0
     finally:
         node.close()

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from conftest import randomize_
 
-from dinov3_toolkit.heads.builtin.head_depth.model import DepthHeadLite
+from dinov3_toolkit.head_depth.model import DepthHeadLite
 from dinov3_toolkit.heads.loader import BUILTIN_DIR, load_head
 from dinov3_toolkit.heads.manifest import load_manifest
 from dinov3_toolkit.preprocess import PreparedImage

@@ -9,7 +9,7 @@ import torch
 from conftest import load_vector
 
 from dinov3_toolkit.checkpoint import CheckpointError
-from dinov3_toolkit.heads.builtin.head_detection.model import DinoFCOSHead
+from dinov3_toolkit.head_detection.model import DinoFCOSHead
 from dinov3_toolkit.heads import load_manifest
 from dinov3_toolkit.heads.loader import BUILTIN_DIR
 from dinov3_toolkit.preprocess import PreparedImage, Preprocessor

@@ -17,9 +17,9 @@ from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.engine import Engine
 from dinov3_toolkit.heads import BoxTargets, PreparedImage, load_manifest
 from dinov3_toolkit.heads.loader import TEMPLATES_DIR, import_head_class, import_head_loss
-from dinov3_toolkit.heads.templates.head_detr.loss import DETRLoss
-from dinov3_toolkit.heads.templates.head_detr.matcher import HungarianMatcher
-from dinov3_toolkit.heads.templates.head_detr.model import DETRHead
+from dinov3_toolkit.templates.head_detr.loss import DETRLoss
+from dinov3_toolkit.templates.head_detr.matcher import HungarianMatcher
+from dinov3_toolkit.templates.head_detr.model import DETRHead
 from dinov3_toolkit.training.data.synthetic import make_synthetic
 
 FOLDER = TEMPLATES_DIR / "head_detr"

@@ -22,8 +22,8 @@ from dinov3_toolkit import result_kinds
 from dinov3_toolkit.drawing import flow_to_rgb
 from dinov3_toolkit.engine import Engine
 from dinov3_toolkit.heads import FlowField, FlowTargets
-from dinov3_toolkit.heads.templates.head_flow.loss import FlowL1
-from dinov3_toolkit.heads.templates.head_flow.model import (
+from dinov3_toolkit.templates.head_flow.loss import FlowL1
+from dinov3_toolkit.templates.head_flow.model import (
     LiteFlowHead,
     local_correlation,
     to_original_pixels,

@@ -11,12 +11,12 @@ import torch
 
 from dinov3_toolkit.heads import (BoxTargets, DepthTargets, Head, HeadLoss, LabelTargets, dice_loss, giou_loss,
                                   load_manifest, sigmoid_focal_loss, softmax_focal_loss)
-from dinov3_toolkit.heads.builtin.head_depth.loss import DepthLoss
-from dinov3_toolkit.heads.builtin.head_depth.model import DepthHeadLite
-from dinov3_toolkit.heads.builtin.head_detection.loss import FCOSLoss
-from dinov3_toolkit.heads.builtin.head_detection.model import DinoFCOSHead
-from dinov3_toolkit.heads.builtin.head_segmentation.loss import FocalDiceLoss
-from dinov3_toolkit.heads.builtin.head_segmentation.model import ASPPDecoder
+from dinov3_toolkit.head_depth.loss import DepthLoss
+from dinov3_toolkit.head_depth.model import DepthHeadLite
+from dinov3_toolkit.head_detection.loss import FCOSLoss
+from dinov3_toolkit.head_detection.model import DinoFCOSHead
+from dinov3_toolkit.head_segmentation.loss import FocalDiceLoss
+from dinov3_toolkit.head_segmentation.model import ASPPDecoder
 from dinov3_toolkit.heads.loader import BUILTIN_DIR, import_head_class, import_head_loss
 
 PROBE = Path(__file__).resolve().parents[1] / "examples" / "head_linear_probe"

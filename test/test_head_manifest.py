@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dinov3_toolkit.heads import HeadError, ParamSpec, load_manifest
-from dinov3_toolkit.heads.builtin.head_depth.model import DepthHeadLite
+from dinov3_toolkit.head_depth.model import DepthHeadLite
 from dinov3_toolkit.heads.loader import BUILTIN_DIR, find_head_folders, load_head
 from dinov3_toolkit.preprocess import PreparedImage
 from dinov3_toolkit.results import DepthMap, DepthMeaning

@@ -10,7 +10,7 @@ from conftest import load_vector, randomize_
 
 from dinov3_toolkit.checkpoint import CheckpointError
 from dinov3_toolkit.heads.ops.dense import labels_at
-from dinov3_toolkit.heads.builtin.head_segmentation.model import ASPPDecoder
+from dinov3_toolkit.head_segmentation.model import ASPPDecoder
 from dinov3_toolkit.heads.loader import BUILTIN_DIR, load_head
 from dinov3_toolkit.heads.manifest import load_manifest
 from dinov3_toolkit.preprocess import PreparedImage

@@ -23,10 +23,10 @@ from dinov3_toolkit.engine import Engine
 from dinov3_toolkit.heads import (MATCH_BACKGROUND, MATCH_IGNORE, BoxTargets, Detections, PreparedImage,
                                   decode_boxes, encode_boxes, load_manifest)
 from dinov3_toolkit.heads.loader import TEMPLATES_DIR, discover, import_head_class
-from dinov3_toolkit.heads.templates.head_retinanet.loss import RetinaNetLoss
-from dinov3_toolkit.heads.templates.head_retinanet.model import RetinaNetHead
-from dinov3_toolkit.heads.templates.head_ssd.loss import SSDLoss, hard_negatives
-from dinov3_toolkit.heads.templates.head_ssd.model import SSDHead
+from dinov3_toolkit.templates.head_retinanet.loss import RetinaNetLoss
+from dinov3_toolkit.templates.head_retinanet.model import RetinaNetHead
+from dinov3_toolkit.templates.head_ssd.loss import SSDLoss, hard_negatives
+from dinov3_toolkit.templates.head_ssd.model import SSDHead
 from dinov3_toolkit.training.data.synthetic import make_synthetic
 
 NAMES = ("a", "b", "c")

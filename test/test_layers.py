@@ -33,7 +33,7 @@ MODULES = sorted(TOOLKIT.rglob("*.py"))
 
 def test_the_walk_sees_the_whole_toolkit():
     relative = {p.relative_to(TOOLKIT).as_posix() for p in MODULES}
-    assert {"engine.py", "heads/loader.py", "heads/builtin/head_detection/model.py", "offline/runner.py",
+    assert {"engine.py", "heads/loader.py", "head_detection/model.py", "offline/runner.py",
             "tools/benchmark.py", "backbone/vit.py"} <= relative
 
 
@@ -43,7 +43,7 @@ def test_toolkit_module_imports_no_ros(path):
     assert not bad, f"{path.relative_to(TOOLKIT)} imports {bad}: the toolkit must run without ROS"
 
 
-HEAD_CODE = sorted([*(TOOLKIT / "heads" / "builtin").glob("head_*/*.py"),
+HEAD_CODE = sorted([*TOOLKIT.glob("head_*/*.py"), *TOOLKIT.glob("templates/head_*/*.py"),
                     *(TOOLKIT.parent / "examples").glob("head_*/*.py")])
 
 

@@ -1,8 +1,9 @@
 """Finding head folders, importing their code, building their models and loading their weights.
 
-Discovery looks at ``dinov3_toolkit/heads/builtin/head_*`` first, then at each extra folder
-the user names, which is either a head folder itself or a folder of
-``head_*`` folders. Every step that can go wrong raises a ``HeadError`` naming
+Discovery looks at ``dinov3_toolkit/head_*`` first (the shipped heads, and any folder a user
+drops beside them in a source checkout, an editable install or a colcon ``--symlink-install``
+workspace), then at each extra folder the user names (``head_dirs``), which is either a head
+folder itself or a folder of ``head_*`` folders. Every step that can go wrong raises a ``HeadError`` naming
 the head and the file, so a caller can skip that head and keep the others.
 """
 
@@ -30,10 +31,12 @@ from .training import HeadLoss
 
 log = logging.getLogger(__name__)
 
-BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"  # dinov3_toolkit/heads/builtin/: run by default
+# dinov3_toolkit/: its head_* folders run by default (the shipped ones and any dropped beside them).
+BUILTIN_DIR = Path(__file__).resolve().parents[1]
 # Trainable designs without published weights (RetinaNet, SSD, DETR, flow): found when named (--heads,
 # dinov3 train/eval/export), never run by default, since without weights they could only fail or mislead.
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATES_DIR = BUILTIN_DIR / "templates"
+_TOOLKIT = __package__.rsplit(".", 1)[0]  # dinov3_toolkit
 _EXTERNAL_PACKAGE = "dinov3_heads"  # parent package of heads imported from outside dinov3_toolkit
 
 
@@ -119,8 +122,10 @@ def _package_for(folder: Path) -> str:
     unique by their path (two extra folders may both hold a ``head_probe``); the
     folder does not need an ``__init__.py``.
     """
-    if folder.parent in (BUILTIN_DIR, TEMPLATES_DIR):  # dinov3_toolkit.heads.builtin.head_<name>, or templates.
-        return f"{__package__}.{folder.parent.name}.{folder.name}"
+    if folder.parent == BUILTIN_DIR:  # dinov3_toolkit.head_<name> (a dropped folder needs no __init__.py)
+        return f"{_TOOLKIT}.{folder.name}"
+    if folder.parent == TEMPLATES_DIR:  # dinov3_toolkit.templates.head_<name>
+        return f"{_TOOLKIT}.{TEMPLATES_DIR.name}.{folder.name}"
     if _EXTERNAL_PACKAGE not in sys.modules:
         root = types.ModuleType(_EXTERNAL_PACKAGE)
         root.__path__ = []
