@@ -8,14 +8,14 @@ Heads add their own parameters, named ``<head>.<param>``, from their
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from dinov3_toolkit.backbone import get_backbone_spec
 from dinov3_toolkit.bounds import BOUNDS, Bound
 from dinov3_toolkit.config import DEFAULTS
-from dinov3_toolkit.device import DEVICE_PATTERN, PRECISIONS
+from dinov3_toolkit.device import PRECISIONS, check_device_name
+from dinov3_toolkit.heads.manifest import parse_head_names
 from dinov3_toolkit.preprocess import RESIZE_MODES
 
 from .messages import CLASS_ID_MODES
@@ -46,14 +46,15 @@ class NodeParam:
 NODE_PARAMS = (
     NodeParam("backbone", DEFAULTS.backbone, "DINOv3 backbone variant; `dinov3 backbones` lists them"),
     NodeParam("backbone_weights", "", "weights file or folder; empty: searched (see weights/README.md)"),
-    NodeParam("device", DEFAULTS.device, "cpu, cuda or cuda:N; CUDA on a machine without it falls back to the CPU"),
+    NodeParam("device", DEFAULTS.device, "auto (a GPU where CUDA works, else the CPU), cpu, cuda or cuda:N; cuda on "
+              "a machine without CUDA falls back to the CPU with a warning"),
     NodeParam("precision", DEFAULTS.precision, "compute precision (autocast); RoPE and norms stay fp32",
               choices=tuple(PRECISIONS)),
     NodeParam("image_size", DEFAULTS.size,
               "network input side in pixels, a multiple of 16 (the heads were trained at 640)", bound=BOUNDS["size"]),
     NodeParam("resize_mode", DEFAULTS.resize_mode, "stretch to image_size squared (as trained), or keep_aspect",
               choices=RESIZE_MODES),
-    NodeParam("heads", [], "heads to run; empty: every head found"),
+    NodeParam("heads", [], "heads to run, [detection, depth] or detection,depth; empty: every head found"),
     NodeParam("head_dirs", [], "extra folders holding head_* folders (or a head folder itself)"),
     NodeParam("allow_backbone_mismatch", False, "run heads whose weights were trained on another backbone's "
               "features (refused by default: their results would be poor)"),
@@ -79,6 +80,8 @@ def check_node_param(name: str, value: Any) -> Any:
     """``value`` if it is valid for node parameter ``name``, else a ``ValueError`` saying what is expected."""
     param = PARAMS_BY_NAME[name]
     default = param.default
+    if name == "heads":  # `heads:=a,b` reaches us as one string, `heads:=[a,b]` as a list: the CLI's forms too
+        return parse_head_names(value)
     if isinstance(default, list):
         if value is None:  # an empty YAML list reaches rclpy as an unset value
             return []
@@ -93,7 +96,6 @@ def check_node_param(name: str, value: Any) -> Any:
         value = param.bound.check(name, value)  # an OutOfBounds (ValueError) for NaN, inf, out of range
     if name == "backbone":
         get_backbone_spec(value)  # raises a ValueError listing the variants
-    if name == "device" and (not (m := re.fullmatch(DEVICE_PATTERN, value)) or m[1] == "cpu" and m[2]):
-        # The syntax only: whether that GPU exists is decided at configure (with a CPU fallback for cuda).
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+    if name == "device":
+        check_device_name(value)  # the syntax only: whether that GPU exists is decided at configure
     return float(value) if isinstance(default, float) else value

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class EngineDefaults:
     backbone: str = "vits16plus"  # the published detection and segmentation heads were trained on its features
-    device: str = "cuda"  # the production target; falls back to the CPU with a warning where CUDA is absent
+    device: str = "auto"  # the first GPU where CUDA works, else the CPU, silently ('cuda' warns when it falls back)
     precision: str = "fp32"
     size: int = 640  # network input side in pixels: the heads' training resolution
     resize_mode: str = "stretch"  # to size x size, as the heads were trained

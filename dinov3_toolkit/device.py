@@ -1,10 +1,11 @@
 """Where and at what precision the models run.
 
-``cpu``, ``cuda`` and ``cuda:N`` are accepted. Asking for CUDA on a machine
-without it falls back to the CPU with a warning, so a launch file written for
-the robot still starts on a laptop. Reduced precision uses autocast: weights
-stay fp32, matmuls run in fp16/bf16, and the parts Meta keeps in fp32 (norms,
-RoPE) stay there.
+``auto``, ``cpu``, ``cuda`` and ``cuda:N`` are accepted. ``auto`` (the default) is
+the first GPU where CUDA works, else the CPU, silently: nothing particular was asked
+for. Asking for CUDA on a machine without it falls back to the CPU with a warning,
+so a launch file written for the robot still starts on a laptop. Reduced precision
+uses autocast: weights stay fp32, matmuls run in fp16/bf16, and the parts Meta keeps
+in fp32 (norms, RoPE) stay there.
 """
 
 from __future__ import annotations
@@ -21,21 +22,29 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DEVICE_PATTERN = r"(cpu|cuda)(?::(\d+))?"  # cpu, cuda, cuda:N
+AUTO = "auto"
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def check_device_name(name: str) -> str:
+    """``name`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the syntax only: ``resolve_device`` decides
+    whether that GPU exists), else a ``ConfigError``."""
+    text = str(name).strip()
+    if not re.fullmatch(rf"{AUTO}|cpu|cuda(:\d+)?", text):
+        raise ConfigError(f"device must be '{AUTO}', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    return text
+
+
 def resolve_device(name: str) -> torch.device:
-    """Turn ``cpu`` / ``cuda`` / ``cuda:N`` into a device that exists on this machine."""
-    m = re.fullmatch(DEVICE_PATTERN, str(name).strip())
-    if m is None or (m[1] == "cpu" and m[2] is not None):
-        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
-    if m[1] == "cpu":
+    """Turn ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` into a device that exists on this machine."""
+    text = check_device_name(name)
+    if text == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        log.warning("device %r requested but CUDA is not available: running on the CPU", name)
+        if text != AUTO:  # CUDA was asked for: say that it is not what runs
+            log.warning("device %r requested but CUDA is not available: running on the CPU", name)
         return torch.device("cpu")
-    index = int(m[2] or 0)
+    index = int(text.partition(":")[2] or 0)
     count = torch.cuda.device_count()
     if index >= count:
         raise ConfigError(f"device {name!r} does not exist: this machine has {count} CUDA device(s)")

@@ -177,7 +177,7 @@ def test_run_refuses_to_use_random_weights_unless_asked(tmp_path, capsys, no_wei
         (["run", "no/such/file.png"], "no/such/file.png is no file, folder, glob or camera index"),
         (["run", "nothing_*.png"], "no files match nothing_*.png"),
         (["run", "SAMPLE", "--random-weights", "--heads", "nope"], "unknown head(s) ['nope']"),
-        (["run", "SAMPLE", "--random-weights", "--device", "gpu"], "device must be 'cpu', 'cuda' or 'cuda:N'"),
+        (["run", "SAMPLE", "--random-weights", "--device", "gpu"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
         (["bag", "no_bag_here", "--out", "x"], "bag no_bag_here does not exist"),
         (["run", "SAMPLE", "--random-weights", "--out", "a_file"], "cannot write the run's outputs into a_file"),
     ],
@@ -232,6 +232,40 @@ def test_no_head_that_can_run_is_an_error(tmp_path, capsys, no_weights):
     assert not (tmp_path / "frames.jsonl").exists()
 
 
+@pytest.mark.parametrize("heads", [["detection", "depth"], ["detection,depth"], ["detection,", "depth"],
+                                   ["detection", ",depth"]])
+def test_heads_are_taken_with_spaces_commas_or_both(heads):
+    """--heads a b, --heads a,b and --heads a, b (the node's heads:=a,b and [a,b] are read alike)."""
+    for command in (["run", "x.png"], ["soak"]):
+        assert build_parser().parse_args([*command, "--heads", *heads]).heads == ["detection", "depth"]
+
+
+def test_heads_that_are_no_head_names_are_refused_with_the_right_form(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "x.png", "--heads", "detection;depth"])
+    assert "--heads: heads must be head names separated by commas or spaces, e.g. detection,depth" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU fallback's warning")
+def test_the_default_device_says_nothing_and_an_explicit_cuda_warns_once(tmp_path, caplog, no_weights):
+    """auto (the default) is the CPU here without a word; --device cuda was asked for, so its fallback is said."""
+    run = ["run", str(sample_images()[0]), "--backbone", "vits16", "--size", "32", "--heads", "depth",
+           "--random-weights", "--quiet"]
+    assert main([*run, "--out", str(tmp_path / "a")]) == 0
+    assert "CUDA is not available" not in caplog.text
+    assert main([*run, "--out", str(tmp_path / "b"), "--device", "cuda"]) == 0
+    assert caplog.text.count("device 'cuda' requested but CUDA is not available: running on the CPU") == 1
+
+
+def test_help_lists_each_subcommand_once():
+    text = build_parser().format_help()
+    (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
+    for command in sub.choices:
+        assert len(re.findall(rf"^\s+{command}\b", text, re.M)) == 1, text
+    assert "{run," not in text  # nor all of them in the usage line
+
+
 def test_head_parameters_must_name_a_head_and_a_parameter(capsys):
     with pytest.raises(SystemExit):
         main(["run", "x.png", "--param", "score_threshold=0.4"])
@@ -245,6 +279,10 @@ def test_heads_lists_tasks_classes_and_where_the_weights_are(tmp_path, capsys, n
                      text, re.M)
     assert re.search(r"^segmentation\s+segmentation\s+134\s", text, re.M)
     assert re.search(r"^depth\s+depth\s+0\s", text, re.M)
+    # The templates too (naming one runs it), marked: they run only when named and have no published weights.
+    for template in ("retinanet", "ssd", "detr", "flow"):
+        assert re.search(rf"^{template}\s+.*template: runs only when named, no published weights \(train it: "
+                         rf"dinov3 train {template}", text, re.M), template
 
     extra = tmp_path / "extra"
     probe = extra / "head_linear_probe"
@@ -312,10 +350,14 @@ def test_missing_weights_name_random_weights_and_keep_where_they_were_looked_for
     err = capsys.readouterr().err
     assert "no weights for backbone vits16" in err and f"Looked in:\n  {no_weights}\n" in err
     assert "pass --random-weights" in err
-    # A weights file named on the command line is what is missing: no advice to run without it.
+    # A weights file named on the command line is what is missing: what was expected, where weights are
+    # searched without it, and that random weights need it gone (they never stand in for a named file).
     assert main(["run", image, *TINY, "--weights", str(tmp_path / "mine.pth"), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert "mine.pth for backbone vits16.lvd1689m does not exist" in err and "--random-weights" not in err
+    assert "mine.pth for backbone vits16.lvd1689m does not exist (a weights file, or a folder holding one" in err
+    assert f"Without a path, these folders are searched:\n  {no_weights}\nfor a file named:\n" in err
+    assert "Get them from the Hugging Face repo facebook/dinov3-vits16-pretrain-lvd1689m" in err
+    assert "drop --weights and pass --random-weights" in err
     # The backbone's weights found, no head's: every head is skipped, and the error says how to run anyway.
     from dinov3_toolkit.backbone import create_backbone
 

@@ -27,6 +27,19 @@ def test_cuda_falls_back_to_cpu_with_a_warning(name, caplog):
     assert f"device '{name}' requested but CUDA is not available" in caplog.text
 
 
+@no_cuda
+def test_auto_is_the_cpu_without_a_word_where_there_is_no_cuda(caplog):
+    """Nothing particular was asked for, so nothing fell short of it: the default says nothing."""
+    with caplog.at_level(logging.DEBUG, logger="dinov3_toolkit"):
+        assert resolve_device("auto") == torch.device("cpu")
+    assert not caplog.records
+
+
+@has_cuda
+def test_auto_is_the_first_gpu_where_there_is_cuda():
+    assert resolve_device("auto") == torch.device("cuda", 0)
+
+
 @has_cuda
 def test_cuda_index():
     assert resolve_device("cuda") == torch.device("cuda", 0)
@@ -35,7 +48,7 @@ def test_cuda_index():
         resolve_device(f"cuda:{torch.cuda.device_count()}")
 
 
-@pytest.mark.parametrize("name", ["gpu", "cpu:0", "cuda:x", "CUDA", "", "mps"])
+@pytest.mark.parametrize("name", ["gpu", "cpu:0", "cuda:x", "CUDA", "", "mps", "auto:0"])
 def test_bad_device_names(name):
     with pytest.raises(ValueError, match="'cpu', 'cuda' or 'cuda:N'"):
         resolve_device(name)

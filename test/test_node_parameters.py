@@ -47,9 +47,11 @@ def test_every_line_of_the_params_file_is_documented():
         ("image_size", 650, r"image_size must be an integer in \[16, 4096\] px, a multiple of 16, got 650"),
         ("image_size", 8, r"image_size must be an integer in \[16"),
         ("image_size", 640.0, "image_size must be of type int"),
-        ("device", "gpu", "device must be 'cpu', 'cuda' or 'cuda:N'"),
+        ("device", "gpu", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ("image_reliability", "fast", "image_reliability must be one of best_effort, reliable, system_default"),
-        ("heads", ["detection", ""], "heads must be a list of non-empty strings"),
+        ("heads", ["detection", "de-pth"], r"heads must be head names .* e.g. detection,depth or \[detection, depth\]"),
+        ("heads", [3], "heads must be head names"),
+        ("head_dirs", ["extra", ""], "head_dirs must be a list of non-empty strings"),
         ("backbone", "vitz16", "unknown backbone"),
         ("diagnostics_period", 0.0, r"diagnostics_period must be a finite number in \[0.1, 60\] s, got 0"),
         ("diagnostics_period", float("nan"), r"diagnostics_period must be a finite number .* got nan"),
@@ -64,7 +66,11 @@ def test_bad_values_are_refused_with_the_reason(name, value, message):
 
 @pytest.mark.parametrize(
     "name, value, expected",
-    [("device", "cuda:1", "cuda:1"), ("diagnostics_period", 2, 2.0), ("heads", ("depth",), ["depth"]),
+    [("device", "cuda:1", "cuda:1"), ("device", "auto", "auto"), ("diagnostics_period", 2, 2.0),
+     ("heads", ("depth",), ["depth"]),
+     # `-p heads:=detection,depth` reaches the node as a string, `heads:=[detection,depth]` as a list:
+     ("heads", "detection,depth", ["detection", "depth"]), ("heads", ["detection", "depth"], ["detection", "depth"]),
+     ("heads", "detection, depth", ["detection", "depth"]), ("heads", "", []), ("heads", None, []),
      ("backbone", "vitl16.sat493m", "vitl16.sat493m"), ("class_id", "index", "index"),
      ("head_dirs", None, [])],  # an empty YAML list reaches rclpy as an unset value
 )

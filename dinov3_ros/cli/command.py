@@ -18,23 +18,28 @@ from ..messages import CLASS_ID_MODES, DISTROS
 from .common import EXIT_INTERRUPTED, EXIT_USAGE
 from .info import cmd_backbones, cmd_check, cmd_heads
 from .offline import cmd_bag, cmd_demo, cmd_run
-from .option_types import HeadParam, KeyValue, bounded, frame_size, ros_namespace
+from .option_types import HeadNames, HeadParam, KeyValue, bounded, frame_size, ros_namespace
 from .soak import add_soak_parser
 from .tools import cmd_bench, cmd_export
 from .training import cmd_eval, cmd_synth, cmd_train
+
+
+DEVICE_HELP = ("auto, cpu, cuda or cuda:N (auto: a GPU where CUDA works, else the CPU; cuda falls back to the "
+               "CPU with a warning; default %(default)s)")
 
 
 def _engine_options(parser: argparse.ArgumentParser, *, random_option: bool = True) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--backbone", default=DEFAULTS.backbone, help="variant name (see `dinov3 backbones`)")
     g.add_argument("--weights", help="backbone weights file or folder (default: searched, see `dinov3 check`)")
-    g.add_argument("--device", default=DEFAULTS.device,
-                   help="cpu, cuda or cuda:N (cuda falls back to cpu; default %(default)s)")
+    g.add_argument("--device", default=DEFAULTS.device, help=DEVICE_HELP)
     g.add_argument("--precision", default=DEFAULTS.precision, choices=list(PRECISIONS))
     g.add_argument("--size", type=bounded("size"), default=DEFAULTS.size,
                    help="resize target in pixels (default %(default)s)")
     g.add_argument("--resize", default=DEFAULTS.resize_mode, choices=RESIZE_MODES)
-    g.add_argument("--heads", nargs="+", help="heads to run (default: every head found)")
+    g.add_argument("--heads", nargs="+", action=HeadNames, metavar="HEAD",
+                   help="heads to run, e.g. --heads detection depth or --heads detection,depth "
+                        "(default: every head found)")
     g.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")
     g.add_argument("--param", action=HeadParam, metavar="HEAD.NAME=VALUE",
                    help="head parameter, e.g. detection.score_threshold=0.4 (repeatable)")
@@ -61,10 +66,11 @@ def _bag_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    overview = sys.modules[__package__].__doc__.split("\n\n")  # the package docstring lists the subcommands
-    parser = argparse.ArgumentParser(prog="dinov3", description=overview[0], epilog=overview[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    overview = sys.modules[__package__].__doc__.split("\n\n")[0]  # the package docstring's first line
+    parser = argparse.ArgumentParser(prog="dinov3", description=overview)
+    # COMMAND, not {run,bag,...}: argparse lists each subcommand once, from its help=.
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands",
+                                help="one of these; dinov3 COMMAND -h shows its options")
 
     run = sub.add_parser("run", help="images, a video or a camera -> overlays, JSON records, label/depth files")
     run.add_argument("source", help="image file, folder, quoted glob ('shots/*.png'), video file, or camera index")
@@ -176,8 +182,11 @@ def _training_parsers(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data", required=True, help="as for train")
     evaluate.add_argument("--images", help="image folder for a JSON data set")
     evaluate.add_argument("--classes", help="class names file")
-    evaluate.add_argument("--param", action=KeyValue, metavar="NAME=VALUE",
-                          help="the head's parameter, e.g. score_threshold=0.3 (default: its manifest's)")
+    # HEAD.NAME=VALUE, as for `dinov3 run` and the node's parameters (a line copied between them works);
+    # HEAD is the head scored, and the bare NAME=VALUE is refused with the right form, never guessed at.
+    evaluate.add_argument("--param", action=HeadParam, metavar="HEAD.NAME=VALUE",
+                          help="the scored head's parameter, e.g. detection.score_threshold=0.3 "
+                               "(default: its manifest's; repeatable)")
     evaluate.add_argument("--median-scaling", action="store_true", help="depth: scale to the truth's median first")
     evaluate.add_argument("--allow-backbone-mismatch", action="store_true",
                           help="score a head on a backbone other than the one it was trained on")
@@ -203,7 +212,7 @@ def _backbone_options(parser: argparse.ArgumentParser, *, size_default: int | No
     g.add_argument("--weights", help="backbone weights file or folder (default: searched)")
     g.add_argument("--random-weights", action="store_true", help="a random backbone where no weights are found "
                    "(tests, smoke runs: the same random weights every time)")
-    g.add_argument("--device", default=DEFAULTS.device, help="cpu, cuda or cuda:N (default %(default)s)")
+    g.add_argument("--device", default=DEFAULTS.device, help=DEVICE_HELP)
     g.add_argument("--precision", default=DEFAULTS.precision, choices=list(PRECISIONS))
     g.add_argument("--size", type=bounded("size"), default=size_default, help="input side in pixels")
     g.add_argument("--head-dir", action="append", default=[], help="extra folder of head_* folders (repeatable)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +15,16 @@ from dinov3_toolkit import result_kinds
 from dinov3_toolkit.backbone import WeightsNotFoundError
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.errors import ConfigError
+from dinov3_toolkit.heads import HeadError
 from dinov3_toolkit.offline.runner import RunSummary
 from dinov3_toolkit.offline.sources import SourceFrame
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "dinov3_toolkit" / "offline" / "samples"
 RVIZ_CONFIG = "config/dinov3.rviz"
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: killed by SIGINT, by convention
-RANDOM_HINT = ("To try the pipeline without weights, pass --random-weights: everything without weights then runs "
-               "on random ones, and every output says its results are meaningless.")
+RANDOM_HINT = ("To try the pipeline without weights, {}: everything without weights then runs on random ones, "
+               "and every output says its results are meaningless.")
+HEAD_UNWEIGHTED = "weights file not found"  # the head loader's words for a head whose weights file is missing
 
 
 def sample_images() -> list[Path]:
@@ -31,21 +35,45 @@ def sample_images() -> list[Path]:
 # ---- shared pieces ------------------------------------------------------------------------------
 
 
+def random_hint(errors: Iterable[Exception], args: argparse.Namespace, *, random_weights: bool) -> str:
+    """How to run anyway when one of ``errors`` is missing weights, on a line of its own; else ''.
+
+    ``--random-weights`` where it was not given; where ``--weights`` named a backbone file that is
+    missing, also to drop it (random weights never stand in for a file the user named).
+    """
+    errors = list(errors)
+    if any(isinstance(e, WeightsNotFoundError) for e in errors) and args.weights is not None:
+        return "\n" + RANDOM_HINT.format("drop --weights and pass --random-weights")
+    if not random_weights and any(isinstance(e, WeightsNotFoundError) or HEAD_UNWEIGHTED in str(e) for e in errors):
+        return "\n" + RANDOM_HINT.format("pass --random-weights")
+    return ""
+
+
+@contextmanager
+def hinting_random_weights(args: argparse.Namespace, *, random_weights: bool) -> Iterator[None]:
+    """Missing weights (the backbone's, or a head's) raised inside end with ``random_hint``'s advice."""
+    try:
+        yield
+    except (WeightsNotFoundError, HeadError) as e:
+        hint = random_hint([e], args, random_weights=random_weights)
+        if not hint:
+            raise
+        if isinstance(e, HeadError):
+            raise HeadError(e.head, e.path, f"{e.message}{hint}") from e
+        raise WeightsNotFoundError(f"{e}{hint}") from e
+
+
 def build_engine(args: argparse.Namespace, *, random_weights: bool) -> Engine:
     """The engine the options describe; an error when not one head can run (nothing would be produced).
 
-    Without ``random_weights``, missing weights are an error that names ``--random-weights``
-    (unless ``--weights`` named a file: that file is what is missing).
+    Missing weights are an error that says how to run anyway (``random_hint``).
     """
-    hint = f"\n{RANDOM_HINT}" if not random_weights and args.weights is None else ""
-    try:
+    with hinting_random_weights(args, random_weights=random_weights):
         engine = _create_engine(args, random_weights)
-    except WeightsNotFoundError as e:
-        raise WeightsNotFoundError(f"{e}{hint}") from e
     if not engine.heads:
         reasons = "".join(f"\n  {error}" for error in engine.failed.values()) or " no head was found"
-        unweighted = any("weights file not found" in str(error) for error in engine.failed.values())  # the loader's
-        raise ConfigError(f"no head can run:{reasons}{hint if unweighted else ''}")
+        hint = random_hint(engine.failed.values(), args, random_weights=random_weights)
+        raise ConfigError(f"no head can run:{reasons}{hint}")
     return engine
 
 

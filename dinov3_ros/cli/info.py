@@ -14,22 +14,26 @@ import torch
 from dinov3_toolkit.backbone import WeightsNotFoundError, get_backbone_spec, list_backbones, resolve_weights
 from dinov3_toolkit.backbone import weights as backbone_weights
 from dinov3_toolkit.device import PRECISIONS, autocast
-from dinov3_toolkit.heads.loader import discover, weights_candidates
+from dinov3_toolkit.heads.loader import TEMPLATES_DIR, discover, weights_candidates
 
 from .common import EXIT_OK, EXIT_PARTIAL
 
 
 def cmd_heads(args: argparse.Namespace) -> int:
-    """Every head found, its task, classes and layers, and whether its weights are in place."""
-    manifests, failed = discover(args.head_dir)
+    """Every head found, its task, classes and layers, and whether its weights are in place; the templates too,
+    marked, since naming one runs it (`--heads retinanet`) and an unknown name lists them."""
+    manifests, failed = discover(args.head_dir, templates=True)
     print(f"{'head':<16} {'task':<14} {'classes':>7}  {'layers':<10} weights")
     for name, manifest in manifests.items():
         names = manifest.read_class_names() if manifest.classes else ()
         classes = len(names)
         candidates = weights_candidates(manifest)
         found = next((p for p in candidates if p.is_file()), None)
+        template = manifest.folder.parent == TEMPLATES_DIR
         if found is not None:
-            weights = f"found: {found}"
+            weights = ("template, " if template else "") + f"found: {found}"
+        elif template:
+            weights = f"template: runs only when named, no published weights (train it: dinov3 train {name} ...)"
         elif candidates:
             weights = f"MISSING (looked for {', '.join(str(p) for p in candidates)})"
         else:
@@ -41,6 +45,7 @@ def cmd_heads(args: argparse.Namespace) -> int:
                 print(f"{'':<16} classes: {', '.join(names[:12])}{', ...' if classes > 12 else ''}")
     for name, error in failed.items():
         print(f"{name:<16} BROKEN: {error}")
+    print("Every head but the templates runs by default; --heads picks some, e.g. --heads detection,depth.")
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
@@ -67,7 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {str(device):<8} {name}: {support}")
     if not torch.cuda.is_available():
         why = "this torch is a CPU-only build" if not torch.version.cuda else "no CUDA device or driver found"
-        print(f"  no CUDA device: {why}; 'cuda' falls back to the CPU")
+        print(f"  no CUDA device: {why}; 'auto' (the default) and 'cuda' run on the CPU")
 
     print("\nweights are looked for in (first match wins):")
     for folder in backbone_weights.search_dirs():

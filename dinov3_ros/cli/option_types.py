@@ -13,6 +13,8 @@ from collections.abc import Callable
 import yaml
 
 from dinov3_toolkit.bounds import BOUNDS, OutOfBounds
+from dinov3_toolkit.errors import ConfigError
+from dinov3_toolkit.heads.manifest import parse_head_names
 
 from ..names import InvalidName, check_namespace
 
@@ -60,6 +62,19 @@ class KeyValue(argparse.Action):
         if not (sep and key):
             parser.error(f"{option_string} takes NAME=VALUE; got {text!r}")
         setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), key: yaml.safe_load(value)})
+
+
+class HeadNames(argparse.Action):
+    """``--heads a b``, ``--heads a,b`` and ``--heads a, b`` -> ["a", "b"] (the node's ``heads`` reads them alike)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            names = parse_head_names(values)
+        except ConfigError as e:
+            parser.error(f"{option_string}: {e}")
+        if not names:
+            parser.error(f"{option_string} takes head names, e.g. {option_string} detection depth; got {values!r}")
+        setattr(namespace, self.dest, names)
 
 
 class HeadParam(argparse.Action):

@@ -16,7 +16,7 @@ from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.heads.loader import discover
 
 from .common import EXIT_OK, EXIT_PARTIAL
-from .option_types import bounded
+from .option_types import HeadNames, bounded
 
 ENGINE_FRAMES, NODE_FRAMES = 10_000, 2_000  # the node is slower per frame: a shorter run
 
@@ -31,7 +31,9 @@ def add_soak_parser(sub: argparse._SubParsersAction) -> None:
     soak.add_argument("--size", type=bounded("size"), default=96, help="network input side (default %(default)s)")
     soak.add_argument("--depth", type=bounded("depth"),
                       help="build the backbone with this many blocks (quick runs; not with --node)")
-    soak.add_argument("--heads", nargs="+", help="heads to run (default: every built-in and template head)")
+    soak.add_argument("--heads", nargs="+", action=HeadNames, metavar="HEAD",
+                      help="heads to run, e.g. --heads detection depth or --heads detection,depth (default: every "
+                           "built-in and template head)")
     soak.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
     soak.add_argument("--precision", default=DEFAULTS.precision, choices=list(PRECISIONS))
     soak.add_argument("--node", action="store_true",

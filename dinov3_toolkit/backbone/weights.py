@@ -98,7 +98,9 @@ def resolve_weights(spec: BackboneSpec, path: str | Path | None = None) -> Path:
         if path.is_file():
             return path
         if not path.is_dir():
-            raise WeightsNotFoundError(f"weights path {path} for backbone {spec.name} does not exist")
+            raise WeightsNotFoundError(f"weights path {path} for backbone {spec.name} does not exist (a weights "
+                                       f"file, or a folder holding one, was expected). Without a path, these "
+                                       f"folders are searched:\n{_where_to_put(spec, search_dirs())}")
         folders = [path]
     else:
         folders = search_dirs()
@@ -106,12 +108,14 @@ def resolve_weights(spec: BackboneSpec, path: str | Path | None = None) -> Path:
         found = _find_in(folder, spec)
         if found is not None:
             return found
+    raise WeightsNotFoundError(f"no weights for backbone {spec.name}. Looked in:\n{_where_to_put(spec, folders)}")
+
+
+def _where_to_put(spec: BackboneSpec, folders: list[Path]) -> str:
+    """``folders``, the file names looked for in them and where to get the file: every not-found message's end."""
     looked = "\n".join(f"  {folder}" for folder in folders)
     names = "\n".join(f"  {name}" for name in expected_names(spec))
     source = f"Hugging Face repo {spec.weights.hf_repo} or " if spec.weights.hf_repo else ""
-    raise WeightsNotFoundError(
-        f"no weights for backbone {spec.name}. Looked in:\n{looked}\n"
-        f"for a file named:\n{names}\n"
-        f"Get them from the {source}Meta's DINOv3 release (both need the licence accepted), "
-        f"put the file in one of those folders or pass its path; see weights/README.md."
-    )
+    return (f"{looked}\nfor a file named:\n{names}\n"
+            f"Get them from the {source}Meta's DINOv3 release (both need the licence accepted), "
+            f"put the file in one of those folders or pass its path; see weights/README.md.")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,22 @@ class HeadManifest:
 def head_name(folder: Path) -> str:
     """``head_detection`` -> ``detection`` (a folder without the prefix keeps its whole name)."""
     return folder.name.removeprefix(FOLDER_PREFIX)
+
+
+def parse_head_names(value: str | Sequence[str] | None) -> list[str]:
+    """The head names in a list or a string, separated by commas, spaces or both; ``None``: none.
+
+    ``["a", "b"]``, ``"a,b"`` and ``["a,", "b"]`` all give ``["a", "b"]``: whatever a user types reaches
+    us in one of these shapes (``--heads a b``, ``--heads a, b``; the node's ``heads:=[a,b]`` is a list,
+    ``heads:=a,b`` one string), and the `dinov3` command and the node read every one the same way.
+    """
+    items = [] if value is None else [value] if isinstance(value, str) else value
+    if isinstance(items, (list, tuple)) and all(isinstance(item, str) for item in items):
+        names = [name for item in items for name in re.split(r"[,\s]+", item) if name]
+        if all(re.fullmatch(HEAD_NAME, name) for name in names):
+            return names
+    raise ConfigError(f"heads must be head names separated by commas or spaces, e.g. detection,depth or "
+                      f"[detection, depth]; got {value!r}")
 
 
 def load_manifest(folder: str | Path) -> HeadManifest:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..device import AUTO
 from ..errors import ConfigError
 
 TIMEOUT = datetime.timedelta(hours=6)
@@ -64,11 +65,14 @@ class Processes:
 
 
 def join(device: str) -> tuple[Processes, str]:
-    """This process's place among torchrun's, and its device (``cuda`` becomes ``cuda:<local rank>``)."""
+    """This process's place among torchrun's, and its device (``cuda`` becomes ``cuda:<local rank>``; ``auto``
+    too where CUDA works, else ``cpu``)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Processes(), device
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == AUTO:  # each process its own GPU, not every process the first one
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if device not in ("cuda", f"cuda:{local_rank}"):
             raise ConfigError(f"under torchrun each process takes the GPU of its local rank; use --device cuda, "

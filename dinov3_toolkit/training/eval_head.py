@@ -17,6 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .. import result_kinds
+from ..config import DEFAULTS
 from ..engine import Engine
 from ..errors import ConfigError, MissingExtra
 from ..heads.loader import BUILTIN_DIR
@@ -40,7 +41,7 @@ class EvalRequest:
     backbone_weights: Path | None = None
     random_weights: bool = False
     allow_backbone_mismatch: bool = False  # score a head on a backbone other than its trained_on one
-    device: str = "cuda"
+    device: str = DEFAULTS.device
     precision: str = "fp32"
     size: int | None = None  # default: the size the head was trained at
     median_scaling: bool = False  # depth: scale each prediction to the truth's median (relative depth)
