@@ -1,6 +1,6 @@
 """The benchmark: stages, interleaving, statistics, ratios, JSON and plot; `dinov3 bench`; the transformers twin.
 
-Only the bookkeeping is checked here: timings are never asserted (README, "Performance").
+Only the bookkeeping is checked here: timings are never asserted (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""A `head_*` folder dropped beside the built-in heads is run on the next start, as the README promises.
+"""A `head_*` folder dropped beside the built-in heads is run on the next start, as docs/write_a_head.md promises.
 
 The built-in heads live in `dinov3_toolkit/head_*/`, and discovery looks there first. Where that folder
 is the source tree, a dropped folder is found: a source checkout, an editable install (`pip install -e .`,
 which `make test` makes) and a colcon `--symlink-install` workspace (its build folder links to the
-source). Each test copies the README's example head in, restarts (a new process) and sees the new head's
+source). Each test copies the docs' example head in, restarts (a new process) and sees the new head's
 topic on the graph. A plain colcon install copies the package into its install space, so a folder
-dropped in the source is not run there: the README sends those users to `head_dirs`, and the node's
+dropped in the source is not run there: the docs send those users to `head_dirs`, and the node's
 start log lists every folder it looked in.
 """
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from doc_pages import section
 from dinov3_toolkit.heads import HeadError, ParamSpec, load_manifest
 from dinov3_toolkit.head_depth.model import DepthHeadLite
 from dinov3_toolkit.heads.loader import BUILTIN_DIR, find_head_folders, load_head
@@ -179,10 +180,9 @@ def test_extra_folder_may_be_a_head_or_hold_heads(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["head.yaml", "model.py", "loss.py", "class_names.txt"])
-def test_readme_shows_the_example_head_as_it_is(name):
-    """The README's "Write your own head" example is the tested folder, verbatim."""
-    readme = (PROBE.parents[1] / "README.md").read_text()
-    assert (PROBE / name).read_text().rstrip("\n") in readme
+def test_the_docs_show_the_example_head_as_it_is(name):
+    """The example in docs/write_a_head.md ("A complete example") is the tested folder, verbatim."""
+    assert (PROBE / name).read_text().rstrip("\n") in section("A complete example")
 
 
 def test_a_head_without_postprocess_is_refused_at_load(tmp_path):
