@@ -2,7 +2,7 @@
 #   make demo   set everything up, run every head on the bundled photos (overlays, JSON, an MCAP bag)
 #   make test   set everything up, run the test suite
 #   make ros    only the ROS 2 part: Jazzy's rclpy and messages from PyPI, vision_msgs and foxglove_msgs generated
-#   make screenshots  redraw the README's pictures, docs/images/*.png, from a bundled photo
+#   make screenshots  redraw the docs' pictures, docs/images/*.png, from a bundled photo
 # Each creates (or reuses) the virtual environment $(VENV) and installs what it needs.
 
 PYTHON ?= python3
@@ -34,7 +34,11 @@ ros: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dinov3 demo
 
+# First the reference comparisons (pytest -m reference) on another CPU kernel path: ATen's portable
+# kernels, oneDNN limited to SSE4.1, one thread (their tolerances: test/tolerances.py). Then the whole
+# suite on this machine's own path, so the last line is the whole suite's summary.
 test: ros
+	ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m reference
 	$(BIN)/python -m pytest
 
 screenshots: $(STAMP)

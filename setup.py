@@ -52,7 +52,7 @@ setup(
     zip_safe=False,  # head folders are found and imported from the file system
     entry_points={
         "console_scripts": [
-            "dinov3 = dinov3_ros.cli:main",  # no ROS needed (README, "Run it without ROS")
+            "dinov3 = dinov3_ros.cli:main",  # no ROS needed (docs/offline.md)
             "dinov3_node = dinov3_ros.node:main",  # ROS 2 only (needs rclpy); colcon puts it in lib/dinov3_ros
         ],
     },

@@ -24,6 +24,7 @@ own log lines (weights, devices) reach /rosout through ``log_bridge``.
 from __future__ import annotations
 
 import gc
+import sys
 import time
 import traceback
 from collections import deque
@@ -32,6 +33,7 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -408,7 +410,11 @@ def _cv_bridge():
 
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
-    node = Dinov3Node()
+    try:
+        node = Dinov3Node()
+    except InvalidParameterValueException as e:  # a bad -p value or params file entry: its reason in one line
+        rclpy.shutdown()
+        sys.exit(f"dinov3_node: {e}")
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

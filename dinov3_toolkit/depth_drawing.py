@@ -8,6 +8,7 @@ text read it, so the two cannot disagree.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -19,6 +20,8 @@ from .results import DepthMap, DepthMeaning
 
 _DEPTH_FLOOR = 40  # farthest valid depth uses colormap index 40, so only invalid pixels are black
 _SAMPLES = 100_000  # ~100k values pin the percentiles down; 3x faster at 1080p than all of them
+_BAR_SHARE = 0.10  # the bar's box covers at most this fraction of the picture (unless the text is at its floor)
+_MIN_SCALE = 0.3  # smallest font scale the bar shrinks to for its share: cap height 8 px, still legible
 
 
 @dataclass(frozen=True)
@@ -88,17 +91,22 @@ def draw_depth(depth: DepthMap, vmin: float | None = None, vmax: float | None = 
 
 def _draw_bar(out: np.ndarray, bar: DepthBar) -> None:
     """The ramp from near (left) to far with both ends' labels under it, then the kind and how the range was
-    chosen, on a dark box in the bottom-right corner; smaller text where the image is too narrow for it."""
+    chosen, on a dark box in the bottom-right corner. Its text is the image's (``text_style``) unless the box
+    would then cover more than ``_BAR_SHARE`` of the picture (small images: smaller text, down to
+    ``_MIN_SCALE``) or be wider than the picture (narrow ones: smaller still)."""
     h, w = out.shape[:2]
     near_text, far_text, kind_text, range_text = bar.texts
     scale, thickness = text_style(out.shape)
-    for _ in range(2):  # text width is about linear in the scale: one correction fits
+    for attempt in range(3):  # text size is about linear in the scale: a correction or two fits
         sizes = [cv2.getTextSize(text, FONT, scale, thickness)[0] for text in bar.texts]
         th, pad = sizes[0][1], max(2, sizes[0][1] // 2)
         ramp_w = max(w // 4, sizes[0][0] + sizes[1][0] + 2 * pad, sizes[2][0], sizes[3][0])
-        if ramp_w + 2 * pad <= w or scale <= 0.2:
+        box_w, box_h = ramp_w + 2 * pad, 2 * pad + th + 3 * (th + 2 * pad)
+        share = scale * min(1.0, math.sqrt(_BAR_SHARE * h * w / (box_w * box_h)))
+        fitted = max(0.2, min(max(share, min(scale, _MIN_SCALE)), scale * w / box_w))
+        if fitted >= scale or attempt == 2:  # the sizes measured are those of the scale drawn
             break
-        scale = max(0.2, scale * (w - 2 * pad) / (ramp_w + 2 * pad))
+        scale = fitted
     line = th + 2 * pad  # one text row, its descenders included
     x0, y0 = max(0, w - ramp_w - 2 * pad), max(0, h - (2 * pad + th + 3 * line))
     cv2.rectangle(out, (x0, y0), (w - 1, h - 1), DARK, cv2.FILLED)

@@ -120,17 +120,31 @@ def draw_order(detections: Detections) -> np.ndarray:
     return np.argsort(-detections.scores, kind="stable")[::-1]
 
 
-def draw_detections(image: np.ndarray, detections: Detections, count: bool = True) -> np.ndarray:
+def _free_corner(x: int, bw: int, bh: int, shape: tuple[int, ...], taken: Sequence[Rect]) -> Rect:
+    """The label box at the top of column ``x`` (shifted inside), moved down below any of ``taken`` it overlaps."""
+    spot = _inside(x, 0, bw, bh, shape)
+    while (hit := next((r for r in taken if _overlap(spot, r)), None)) is not None and hit[1] + hit[3] + bh <= shape[0]:
+        spot = (spot[0], hit[1] + hit[3], bw, bh)
+    return spot
+
+
+def draw_detections(image: np.ndarray, detections: Detections, count: bool = True,
+                    taken: list[Rect] | None = None) -> np.ndarray:
     """Class-coloured boxes, best drawn last (on top); "name score" labels on their colour that never overlap
-    (``place_labels``), and, if ``count``, how many there are ("7 detections") in the top-right corner."""
+    (``place_labels``), and, if ``count``, how many there are ("7 detections") in the top-right corner.
+
+    ``taken``: text boxes already on the picture (a composite's lower layers, its caption). The labels keep
+    out of them, the count moves down below them, and what this drawing wrote is added to the list."""
     out = check_rgb_image(image).copy()
+    taken = [] if taken is None else taken
     colours = [tuple(int(c) for c in colour) for colour in palette(len(detections.class_names))]
     style = text_style(out.shape)
     thickness = max(2, round(min(out.shape[:2]) / 240))
     n = len(detections)
     total = f"{n} detection{'' if n == 1 else 's'}"
-    corner = [_inside(out.shape[1], 0, *_label_size(total, style)[:2], out.shape)] if count else []
-    spots = place_labels(detections, out.shape, corner)
+    corner = _free_corner(out.shape[1], *_label_size(total, style)[:2], out.shape, taken) if count else None
+    spots = place_labels(detections, out.shape, [*taken, *([corner] if corner else [])])
+    taken += [spot for spot in (corner, *spots) if spot is not None]
     order = draw_order(detections)
     for k in order:
         x1, y1, x2, y2 = (int(round(float(v))) for v in detections.boxes[k])
@@ -139,8 +153,8 @@ def draw_detections(image: np.ndarray, detections: Detections, count: bool = Tru
     for k in order:
         if spots[k] is not None:
             _put_label(out, texts[k], spots[k][0], spots[k][1], colours[detections.labels[k]], style)
-    if count:
-        _put_label(out, total, corner[0][0], corner[0][1], DARK, style)
+    if corner is not None:
+        _put_label(out, total, corner[0], corner[1], DARK, style)
     return out
 
 
@@ -180,12 +194,12 @@ def legend(labels: SemanticLabels, background: int | None = 0, rows: int | None 
     return Legend(tuple((c, labels.class_names[c]) for c in shown), len(present) - len(shown))
 
 
-def _draw_legend(out: np.ndarray, key: Legend, colours: np.ndarray, style: tuple[float, int]) -> None:
-    """``key`` in the top-left corner: a swatch of each class's colour and its name, then "+N more"."""
+def _draw_legend(out: np.ndarray, key: Legend, colours: np.ndarray, style: tuple[float, int]) -> Rect | None:
+    """``key`` in the top-left corner: a swatch of each class's colour and its name, then "+N more"; its box."""
     rows = [(tuple(int(v) for v in colours[c]), name) for c, name in key.entries]
     rows += [(None, f"+{key.more} more")] if key.more else []
     if not rows:
-        return
+        return None
     (_, th), baseline = cv2.getTextSize("Ag", FONT, *style)
     pad = max(2, th // 4)
     row_h = th + baseline + 2 * pad
@@ -196,18 +210,23 @@ def _draw_legend(out: np.ndarray, key: Legend, colours: np.ndarray, style: tuple
         if colour is not None:
             cv2.rectangle(out, (pad, y), (pad + th - 1, y + th - 1), colour, cv2.FILLED)
         cv2.putText(out, text, (2 * pad + th, y + th), FONT, style[0], WHITE, style[1], cv2.LINE_AA)
+    return 0, 0, width, row_h * len(rows)
 
 
 def draw_segmentation(image: np.ndarray, labels: SemanticLabels, alpha: float = 0.5,
-                      background: int | None = 0, show_legend: bool = True) -> np.ndarray:
+                      background: int | None = 0, show_legend: bool = True,
+                      taken: list[Rect] | None = None) -> np.ndarray:
     """Blend each pixel with its class colour: ``(1 - alpha) * pixel + alpha * colour``, rounded to nearest.
 
     Pixels of class ``background`` keep their value (None paints every class).
-    Each class present gets its name inside its largest region, unless that is
-    below 0.5% of the image; with ``show_legend``, the top-left corner lists every
-    class present with its colour, as many as fit two thirds of the height (``legend``).
+    With ``show_legend``, the top-left corner lists every class present with its
+    colour, as many as fit two thirds of the height (``legend``). Each class present
+    is also named inside its largest region, unless that is below 0.5% of the image
+    or the name would cover other text: the legend, or ``taken`` (text boxes already
+    on the picture, such as a composite's caption), to which this drawing's own are added.
     """
     out = check_rgb_image(image).copy()
+    taken = [] if taken is None else taken
     lab = labels.labels
     if lab.shape != out.shape[:2]:
         raise ValueError(f"label map {lab.shape} does not match image {out.shape[:2]}")
@@ -225,9 +244,13 @@ def draw_segmentation(image: np.ndarray, labels: SemanticLabels, alpha: float = 
         np.copyto(out, blend, where=(lab != background)[..., None])
 
     h, w = lab.shape
+    style = text_style(out.shape)
+    if show_legend:
+        row_h = _label_size("Ag", style)[1]
+        box = _draw_legend(out, legend(labels, background, rows=max(1, 2 * h // 3 // row_h)), colours, style)
+        taken += [box] if box else []
     step = max(1.0, max(h, w) / _LABEL_GRID)
     small = cv2.resize(lab, (max(1, round(w / step)), max(1, round(h / step))), interpolation=cv2.INTER_NEAREST)
-    style = text_style(out.shape)
     for c in np.flatnonzero(np.bincount(small.ravel(), minlength=n)):
         if c == background:
             continue
@@ -237,10 +260,10 @@ def draw_segmentation(image: np.ndarray, labels: SemanticLabels, alpha: float = 
         text = labels.class_names[c]
         bw, bh, _ = _label_size(text, style)
         cy, cx = (anchor[0] + 0.5) * h / small.shape[0], (anchor[1] + 0.5) * w / small.shape[1]
-        _put_label(out, text, round(cx - bw / 2), round(cy - bh / 2), DARK, style)
-    if show_legend:
-        row_h = _label_size("Ag", style)[1]
-        _draw_legend(out, legend(labels, background, rows=max(1, 2 * h // 3 // row_h)), colours, style)
+        spot = _inside(round(cx - bw / 2), round(cy - bh / 2), bw, bh, out.shape)
+        if not any(_overlap(spot, r) for r in taken):
+            _put_label(out, text, spot[0], spot[1], DARK, style)
+            taken.append(spot)
     return out
 
 
@@ -261,10 +284,16 @@ def add_banner(image: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([strip, image])
 
 
+def caption_box(shape: tuple[int, ...], text: str) -> Rect:
+    """Where ``caption`` writes ``text`` on an image of ``shape``: the bottom-left corner."""
+    return _inside(0, shape[0], *_label_size(text, text_style(shape))[:2], shape)
+
+
 def caption(image: np.ndarray, text: str) -> np.ndarray:
-    """``text`` on a dark box in the bottom-left corner: which heads a picture shows."""
+    """``text`` on a dark box in the bottom-left corner (``caption_box``): which heads a picture shows."""
     out = check_rgb_image(image).copy()
-    _put_label(out, text, 0, out.shape[0], DARK, text_style(out.shape))
+    x, y, _, _ = caption_box(out.shape, text)
+    _put_label(out, text, x, y, DARK, text_style(out.shape))
     return out
 
 

@@ -4,7 +4,7 @@ The backbone runs exactly once per frame, computing only the layers the enabled
 heads read; every head then reuses those maps. A head that raises on a frame is
 reported in ``FrameResult.errors`` (named, with its file) and the others still
 return results, so one faulty plug-in never takes the camera pipeline down.
-Usage is shown in the README, section "Heads".
+Usage is shown in docs/heads.md, "From Python".
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import result_kinds
-from .drawing import add_banner, caption
+from .drawing import add_banner, caption, caption_box
 from .preprocess import check_rgb_image
 
 
@@ -27,14 +27,20 @@ def composite(image: np.ndarray, results: Mapping[str, object], notice: str | No
     head names, and ``notice`` becomes a red banner added above it (the output is then
     taller: nothing of the picture is hidden). A result of a type no
     kind draws (a plug-in's own, not registered) gets no panel: the others are still drawn.
+    The layers' text is placed in one pass, caption first, then lowest layer first: each
+    label keeps out of the boxes of those before it (the segmentation legend and names,
+    then the detection count and labels), so no text covers another.
     """
     base = check_rgb_image(image).copy()
     layers = {name: kind.layer for name, result in results.items()
               if (kind := result_kinds.kind_of(result)) is not None and kind.layer is not None}
-    for name in sorted(layers, key=layers.get):  # stable: heads of one layer in their given order
-        base = result_kinds.draw(base, results[name])
+    order = sorted(layers, key=layers.get)  # stable: heads of one layer in their given order
+    heads = " + ".join(order)
+    taken = [caption_box(base.shape, heads)] if layers else []
+    for name in order:
+        base = result_kinds.draw(base, results[name], taken)
     if layers:
-        base = caption(base, " + ".join(sorted(layers, key=layers.get)))
+        base = caption(base, heads)
     panels = []
     for name, result in results.items():
         if name in layers or not result_kinds.drawable(result):

@@ -80,6 +80,9 @@ class ResultKind:
     saved: SavedArray | None = None  # the array kept beside the record; its path is the record's "file"
     draw: Callable[[np.ndarray, Any], np.ndarray] = _no_drawer  # (camera image, result) -> RGB picture
     layer: int | None = None  # painted over the camera image in this order (lowest first); None: own panel
+    # draw also takes taken=, the text boxes already on a composite (list of (x, y, w, h)): its own text keeps
+    # out of them and is added to them, so that no layer writes over another's labels
+    places_text: bool = False
     # (result, frame (H, W)) -> the result, made exact where that is harmless (boxes clipped to the frame),
     # or InvalidResult naming what is wrong; the engine runs it on every result before anything else sees it
     validate: Callable[[Any, tuple[int, int]], Any] = _as_is
@@ -202,10 +205,10 @@ def _flow_record(result: FlowField) -> dict[str, Any]:
 
 KINDS = (
     ResultKind(Detections, "detection", _detections_summary, "detections", _detections_record,
-               draw=drawing.draw_detections, layer=1, validate=_valid_detections),  # boxes last: never hidden
+               draw=drawing.draw_detections, layer=1, places_text=True, validate=_valid_detections),  # boxes last: never hidden
     ResultKind(SemanticLabels, "segmentation", _labels_summary, "labels", _labels_record,
                SavedArray("labels", ".png", lambda result: result.labels), drawing.draw_segmentation, layer=0,
-               validate=_valid_labels),
+               places_text=True, validate=_valid_labels),
     ResultKind(DepthMap, "depth", _depth_summary, "depth", _depth_record,
                SavedArray("depth", ".npy", lambda result: result.depth), depth_drawing.draw_depth_panel,
                validate=_valid_depth),
@@ -274,9 +277,11 @@ def drawable(result: object) -> bool:
     return _kind_or_plain(result).draw is not _no_drawer
 
 
-def draw(image: np.ndarray, result: object) -> np.ndarray:
-    """The overlay of one head's result, by its kind (a TypeError naming the type if none draws it)."""
-    return _kind_or_plain(result).draw(image, result)
+def draw(image: np.ndarray, result: object, taken: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
+    """The overlay of one head's result, by its kind (a TypeError naming the type if none draws it); a kind
+    that ``places_text`` keeps its text out of ``taken`` and adds its own there."""
+    kind = _kind_or_plain(result)
+    return kind.draw(image, result, taken=taken) if kind.places_text else kind.draw(image, result)
 
 
 def check_result(task: str, result: object) -> str | None:

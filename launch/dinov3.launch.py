@@ -78,7 +78,7 @@ def generate_launch_description() -> LaunchDescription:
             "namespace", default_value="dinov3", description="namespace of all outputs (the RViz config assumes dinov3)"
         ),
         DeclareLaunchArgument(
-            "device", default_value="", description="cpu, cuda or cuda:N; empty: as params_file says (cuda)"
+            "device", default_value="", description="auto, cpu, cuda or cuda:N; empty: as params_file says (auto)"
         ),
         DeclareLaunchArgument(
             "heads", default_value="", description="comma-separated heads to run; empty: as params_file says"

@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from conftest import randomize_
+from tolerances import perturb_one_element_, rounding_atol, vit_rounding
 from dinov3_toolkit.backbone import get_backbone_spec, load_backbone, save_backbone
 from dinov3_toolkit.checkpoint import save_state_dict
 
 transformers = pytest.importorskip("transformers", reason="transformers is the test-only reference")
 
-TOL = 1e-4
 H, W = 480, 640
+TOKENS = (H // 16) * (W // 16) + 5  # patches, the class token and 4 registers: attention sums over them
 
 VIT_CASES = {  # name -> depth used in the test
     "vits16": 12,
@@ -84,13 +85,34 @@ def _hf_convnext_maps(hf, x) -> list[torch.Tensor]:
     return [*out.hidden_states[-4:-1], last]
 
 
-def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    assert [t.shape for t in a] == [t.shape for t in b]
-    return max((p - q).abs().max().item() for p, q in zip(a, b))
+def _convnext_rounding(model, stage: int) -> tuple[int, int]:
+    """(reduction, depth) of stage ``stage``'s output: a downsampling conv per stage, then per block the 7x7
+    depthwise conv and the two pointwise matmuls, the second over 4x the stage width."""
+    blocks = sum(len(s) for s in model.stages[: stage + 1])
+    return 4 * model.feature_info[stage].channels, stage + 1 + 3 * blocks
 
 
-def _report(request, direction: str, diff: float) -> None:
-    print(f"\n{request.node.name} {direction}: max abs diff {diff:.2e}")
+def _assert_maps_match(request, direction: str, ours: list[torch.Tensor], theirs: list[torch.Tensor],
+                       rounding: list[tuple[int, int]]) -> None:
+    assert [t.shape for t in ours] == [t.shape for t in theirs]
+    for got, want, (reduction, depth) in zip(ours, theirs, rounding):
+        atol = rounding_atol(want, reduction=reduction, depth=depth)
+        print(f"\n{request.node.name} {direction}: max abs diff {(got - want).abs().max().item():.2e} "
+              f"(tolerance {atol:.2e})")
+        torch.testing.assert_close(got, want, rtol=0, atol=atol)
+
+
+def _assert_vit_matches_hf(request, direction: str, ours, hf) -> None:
+    x = torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed(0))
+    last, mid = len(ours.blocks) - 1, 1
+    _assert_maps_match(request, direction, ours.forward_intermediates(x, [-1, mid]), list(_hf_vit_maps(hf, x, mid)),
+                       [vit_rounding(ours, last, TOKENS), vit_rounding(ours, mid, TOKENS)])
+
+
+def _assert_convnext_matches_hf(request, direction: str, ours, hf) -> None:
+    x = torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed(0))
+    _assert_maps_match(request, direction, ours.forward_intermediates(x, [0, 1, 2, 3]), _hf_convnext_maps(hf, x),
+                       [_convnext_rounding(ours, stage) for stage in range(4)])
 
 
 def _via_meta_file(name: str, model, tmp_path, **overrides):
@@ -105,6 +127,7 @@ def _hf_in_memory(state: dict) -> dict:
     return {("model." + k if k.startswith(("layer.", "stages.")) else k): v for k, v in state.items()}
 
 
+@pytest.mark.reference
 @torch.inference_mode()
 @pytest.mark.parametrize("name", list(VIT_CASES))
 def test_vit_meta_file_to_hf(name, tmp_path, request):
@@ -112,13 +135,10 @@ def test_vit_meta_file_to_hf(name, tmp_path, request):
     ours = _via_meta_file(name, randomize_(src), tmp_path, depth=VIT_CASES[name])
     hf.load_state_dict(_hf_in_memory(get_backbone_spec(name).family.to_hf_state_dict(ours.state_dict())), strict=True)
     _share_periods(ours, hf)
-    x = torch.randn(1, 3, H, W)
-    mid = 1
-    diff = _max_diff(ours.forward_intermediates(x, [-1, mid]), list(_hf_vit_maps(hf, x, mid)))
-    _report(request, "Meta .pth -> ours vs HF", diff)
-    assert diff <= TOL
+    _assert_vit_matches_hf(request, "Meta .pth -> ours vs HF", ours, hf)
 
 
+@pytest.mark.reference
 @torch.inference_mode()
 @pytest.mark.parametrize("prefixed", [False, True], ids=["hub-layout", "model-prefix"])
 @pytest.mark.parametrize("name", list(VIT_CASES))
@@ -130,24 +150,19 @@ def test_vit_hf_to_ours(name, prefixed, tmp_path, request):
     save_state_dict(state, path)
     ours = load_backbone(name, path, depth=VIT_CASES[name])
     _share_periods(ours, hf)
-    x = torch.randn(1, 3, H, W)
-    mid = 1
-    diff = _max_diff(ours.forward_intermediates(x, [-1, mid]), list(_hf_vit_maps(hf, x, mid)))
-    _report(request, "HF safetensors -> ours vs HF", diff)
-    assert diff <= TOL
+    _assert_vit_matches_hf(request, "HF safetensors -> ours vs HF", ours, hf)
 
 
+@pytest.mark.reference
 @torch.inference_mode()
 def test_convnext_meta_file_to_hf(tmp_path, request):
     src, hf = _hf_convnext()
     ours = _via_meta_file("convnext_tiny", randomize_(src), tmp_path)
     hf.load_state_dict(_hf_in_memory(get_backbone_spec("convnext_tiny").family.to_hf_state_dict(ours.state_dict())))
-    x = torch.randn(1, 3, H, W)
-    diff = _max_diff(ours.forward_intermediates(x, [0, 1, 2, 3]), _hf_convnext_maps(hf, x))
-    _report(request, "Meta .pth -> ours vs HF", diff)
-    assert diff <= TOL
+    _assert_convnext_matches_hf(request, "Meta .pth -> ours vs HF", ours, hf)
 
 
+@pytest.mark.reference
 @torch.inference_mode()
 @pytest.mark.parametrize("prefixed", [False, True], ids=["hub-layout", "model-prefix"])
 def test_convnext_hf_to_ours(prefixed, tmp_path, request):
@@ -157,7 +172,44 @@ def test_convnext_hf_to_ours(prefixed, tmp_path, request):
     path = tmp_path / "model.safetensors"
     save_state_dict(state, path)
     ours = load_backbone("convnext_tiny", path)
-    x = torch.randn(1, 3, H, W)
-    diff = _max_diff(ours.forward_intermediates(x, [0, 1, 2, 3]), _hf_convnext_maps(hf, x))
-    _report(request, "HF safetensors -> ours vs HF", diff)
-    assert diff <= TOL
+    _assert_convnext_matches_hf(request, "HF safetensors -> ours vs HF", ours, hf)
+
+
+def _transpose_(weight: torch.Tensor) -> None:
+    weight.copy_(weight.T.clone())  # a square matrix loaded as (in, out)
+
+
+@pytest.mark.reference
+@torch.inference_mode()
+@pytest.mark.parametrize(("name", "bug"), [
+    ("patch_embed.proj.weight", perturb_one_element_),
+    ("blocks.0.attn.qkv.weight", perturb_one_element_),
+    ("blocks.1.mlp.fc2.weight", perturb_one_element_),
+    ("blocks.1.ls2.gamma", perturb_one_element_),
+    ("blocks.0.attn.proj.weight", _transpose_),
+    ("blocks.1.mlp.fc2.bias", torch.Tensor.zero_),  # a missing bias
+])
+def test_vit_comparison_catches_a_one_weight_bug(name, bug, tmp_path, request):
+    src, hf = _hf_vit("vits16", 2)  # two blocks: the mid map is the last, and every kind of layer runs
+    ours = _via_meta_file("vits16", randomize_(src), tmp_path, depth=2)
+    hf.load_state_dict(_hf_in_memory(get_backbone_spec("vits16").family.to_hf_state_dict(ours.state_dict())))
+    _share_periods(ours, hf)
+    bug(ours.get_parameter(name))
+    with pytest.raises(AssertionError):
+        _assert_vit_matches_hf(request, "a changed weight", ours, hf)
+
+
+@pytest.mark.reference
+@torch.inference_mode()
+@pytest.mark.parametrize(("name", "bug"), [
+    ("downsample_layers.0.0.weight", perturb_one_element_),  # the stem
+    ("stages.3.2.pwconv2.weight", perturb_one_element_),  # the last block's last matmul
+    ("stages.1.0.dwconv.bias", torch.Tensor.zero_),  # a missing bias
+])
+def test_convnext_comparison_catches_a_one_weight_bug(name, bug, tmp_path, request):
+    src, hf = _hf_convnext()
+    ours = _via_meta_file("convnext_tiny", randomize_(src), tmp_path)
+    hf.load_state_dict(_hf_in_memory(get_backbone_spec("convnext_tiny").family.to_hf_state_dict(ours.state_dict())))
+    bug(ours.get_parameter(name))
+    with pytest.raises(AssertionError):
+        _assert_convnext_matches_hf(request, "a changed weight", ours, hf)

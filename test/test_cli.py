@@ -13,6 +13,7 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from conftest import search_weights_only_in
+from doc_pages import section
 from dinov3_ros.cli import build_parser, main, sample_images
 from dinov3_toolkit.backbone import save_backbone
 from dinov3_toolkit.checkpoint import save_state_dict
@@ -317,13 +318,11 @@ def test_backbones_lists_every_variant(capsys):
     assert len(re.findall(r"^\w+\.\w+\s+[\d.]+M", out, re.M)) == 13
 
 
-def test_readme_shows_every_subcommand_with_an_example():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Run it without ROS"):]
-    section = section[: section.index("\n## ", 1)]
+def test_the_docs_show_every_subcommand_with_an_example():
+    commands = section("Every command")  # docs/offline.md
     (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
     for command in sub.choices:
-        assert re.search(rf"^dinov3 {command}\b", section, re.M), f"README shows no `dinov3 {command}` example"
+        assert re.search(rf"^dinov3 {command}\b", commands, re.M), f'"Every command" shows no `dinov3 {command}`'
 
 
 def test_only_our_own_errors_are_usage_errors_a_bug_keeps_its_traceback(monkeypatch, capsys):

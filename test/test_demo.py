@@ -1,4 +1,4 @@
-"""`dinov3 demo` shows every output: the bag holds every topic the node publishes, the README lists them, and
+"""`dinov3 demo` shows every output: the bag holds every topic the node publishes, the docs list them, and
 every output says the weights were random."""
 
 from __future__ import annotations
@@ -7,19 +7,18 @@ import io
 import json
 import re
 from contextlib import redirect_stdout
-from pathlib import Path
 
 import pytest
 import yaml
 
 from bag_fixtures import read_bag
 from conftest import search_weights_only_in
+from doc_pages import section
 from dinov3_ros.cli import main
 from dinov3_ros.names import join_topic
 from dinov3_ros.topics import output_topics
 from dinov3_toolkit.engine import Engine
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--backbone", "vits16", "--device", "cpu", "--size", "32"]
 PHOTOS = 4
 RANDOM = ["backbone", "depth", "detection", "segmentation"]
@@ -47,11 +46,9 @@ def node_topics(heads) -> set[str]:
     return {"/camera/image_raw", "/diagnostics", *(join_topic("/dinov3", t.name) for t in output_topics(heads))}
 
 
-def readme_demo_topics() -> set[str]:
-    """The topics the README's demo paragraph (in "Two commands") says the demo bag holds."""
-    readme = (ROOT / "README.md").read_text()
-    paragraph = readme[readme.index("`make demo` runs `dinov3 demo`"):readme.index("## Weights")]
-    return set(re.findall(r"`(/[\w/]+)`", paragraph))
+def documented_demo_topics() -> set[str]:
+    """The topics the docs' "The demo" section (docs/offline.md) says the demo bag holds."""
+    return set(re.findall(r"`(/[\w/]+)`", section("The demo")))
 
 
 def test_the_demo_bag_holds_every_topic_the_node_publishes(demo):
@@ -61,10 +58,10 @@ def test_the_demo_bag_holds_every_topic_the_node_publishes(demo):
         assert len(records) == (1 if topic.endswith("/label_info") else PHOTOS), topic
 
 
-def test_the_readme_lists_exactly_the_demo_bags_topics(demo):
-    listed = readme_demo_topics()
+def test_the_docs_list_exactly_the_demo_bags_topics(demo):
+    listed = documented_demo_topics()
     assert listed == set(demo["bag"]), (
-        f"README's demo paragraph lacks {sorted(set(demo['bag']) - listed)} and lists "
+        f"the docs' demo section lacks {sorted(set(demo['bag']) - listed)} and lists "
         f"{sorted(listed - set(demo['bag']))} in vain")
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import randomize_
+from tolerances import perturb_one_element_, rounding_atol
 
 from dinov3_toolkit.head_depth.model import DepthHeadLite
 from dinov3_toolkit.heads.loader import BUILTIN_DIR, load_head
@@ -147,16 +148,55 @@ def _reference_forward(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch
     return F.softplus(F.conv2d(y, state["out.weight"], state["out.bias"])) + 1e-3
 
 
-@pytest.mark.parametrize("grid", [(40, 40), (5, 8), (3, 5)])
-def test_forward_follows_the_published_order(grid):
+# The longest path: proj3, down3 and to_c3 (depthwise + pointwise each), four fuse blocks of three convs,
+# h1, h2 and out; the longest dot product is h1's 3x3 conv over 160 channels.
+REDUCTION, DEPTH = 160 * 3 * 3, 20
+
+
+def _lively_head() -> DepthHeadLite:
+    """Random weights whose output varies: randomize_ knows a norm's scale by "norm" in its name, and these
+    GroupNorms are called "bn", so their scales would be drawn near 0 and the depth map nearly constant."""
     model = randomize_(DepthHeadLite()).eval()
-    features = torch.randn(1, 384, *grid)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.GroupNorm):
+                module.weight.copy_(1.0 + 0.2 * torch.randn(module.weight.shape, generator=gen))
+    return model
+
+
+def _assert_follows_the_published_order(model: DepthHeadLite, state: dict[str, torch.Tensor], grid) -> None:
+    features = torch.randn(1, 384, *grid, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         depth = model([features])
-        reference = _reference_forward(model.state_dict(), features)
+        reference = _reference_forward(state, features)
     assert depth.shape == (1, 1, 8 * grid[0], 8 * grid[1])
-    torch.testing.assert_close(depth, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(depth, reference, rtol=0, atol=rounding_atol(reference, reduction=REDUCTION, depth=DEPTH))
     assert (depth >= 1e-3).all()
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("grid", [(40, 40), (5, 8), (3, 5)])
+def test_forward_follows_the_published_order(grid):
+    model = _lively_head()
+    _assert_follows_the_published_order(model, model.state_dict(), grid)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize(("name", "bug"), [
+    ("proj0.weight", perturb_one_element_),  # the first layer of the finest branch
+    ("fuse3.res.0.pw.weight", perturb_one_element_),  # the coarsest, most upsampled path
+    ("h1_bn.bias", perturb_one_element_),
+    ("fuse0.proj.weight", lambda w: w.copy_(w.transpose(0, 1).clone())),  # a (160, 160, 1, 1) kernel as (in, out)
+    ("h2.bias", torch.Tensor.zero_),  # a missing bias
+])
+def test_published_order_comparison_catches_a_one_weight_bug(name, bug):
+    model = _lively_head()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        bug(model.get_parameter(name))
+    with pytest.raises(AssertionError):
+        _assert_follows_the_published_order(model, state, (5, 8))
 
 
 def test_state_dict_round_trip_loads_strictly():

@@ -6,6 +6,7 @@ original class's outputs (flow head spec §8).
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -33,6 +34,7 @@ from dinov3_toolkit.offline.sources import SourceFrame
 from dinov3_toolkit.overlays import FrameOverlays
 
 from conftest import load_vector, search_weights_only_in
+from tolerances import perturb_one_element_, rounding_atol
 
 SMALL = {"in_channels": 384, "proj_channels": 32, "radius": 2, "fusion_channels": 32, "fusion_layers": 1,
          "convex_up": 16, "refinement_layers": 1}
@@ -58,16 +60,55 @@ def test_the_layout_is_the_published_one(reference, vectors):
     assert sum(p.numel() for p in reference.parameters()) == 3_567_839
 
 
+# Layers on the longest path to the refined low-res flow: proj; fuse_in's depthwise, pointwise and two SE
+# convs; 3 trunk blocks of 6; the flow head's 3; refine's 2 + 2 x 6 + 1. Its longest dot product is
+# fuse_in's pointwise conv over [f1, f2, |f1 - f2|, correlation] = 3 x 256 + 81 channels. The convex
+# upsampler adds a 9-term mix, and its mask head a 3x3 conv over 320 channels.
+COARSE_REDUCTION, COARSE_DEPTH = 3 * 256 + 81, 41
+OUT_REDUCTION, OUT_DEPTH = 320 * 3 * 3, COARSE_DEPTH + 1
+
+
 @torch.no_grad()
+def _assert_reproduces_the_reference(head: LiteFlowHead, vectors) -> None:
+    want = vectors["caseC_corr"]  # 16-channel dot products of unit vectors
+    torch.testing.assert_close(local_correlation(vectors["caseC_x"], vectors["caseC_y"], 4), want, rtol=0,
+                               atol=rounding_atol(want, reduction=16))
+    flow, _ = head.coarse(vectors["feat1"], vectors["feat2"])  # (previous, current)
+    want = vectors["flow_lowres_refined_A"]
+    torch.testing.assert_close(flow, want, rtol=0,
+                               atol=rounding_atol(want, reduction=COARSE_REDUCTION, depth=COARSE_DEPTH))
+    want = vectors["out"]
+    torch.testing.assert_close(head([vectors["feat2"]], [vectors["feat1"]]), want, rtol=0,
+                               atol=rounding_atol(want, reduction=OUT_REDUCTION, depth=OUT_DEPTH))
+    out_b = head([vectors["caseB_feat2"]], [vectors["caseB_feat1"]])  # 128 x 128, to a 100 x 150 frame
+    want = vectors["caseB_out"]  # scaled and resampled bilinearly: two more layers
+    torch.testing.assert_close(to_original_pixels(out_b, tuple(vectors["caseB_out_size"])), want, rtol=0,
+                               atol=rounding_atol(want, reduction=OUT_REDUCTION, depth=OUT_DEPTH + 2))
+
+
+@pytest.mark.reference
 def test_the_reference_vectors_are_reproduced(reference, vectors):
-    torch.testing.assert_close(local_correlation(vectors["caseC_x"], vectors["caseC_y"], 4), vectors["caseC_corr"],
-                               atol=1e-6, rtol=0)
-    flow, _ = reference.coarse(vectors["feat1"], vectors["feat2"])  # (previous, current)
-    torch.testing.assert_close(flow, vectors["flow_lowres_refined_A"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(reference([vectors["feat2"]], [vectors["feat1"]]), vectors["out"], atol=1e-5, rtol=0)
-    out_b = reference([vectors["caseB_feat2"]], [vectors["caseB_feat1"]])  # 128 x 128, to a 100 x 150 frame
-    torch.testing.assert_close(to_original_pixels(out_b, tuple(vectors["caseB_out_size"])), vectors["caseB_out"],
-                               atol=1e-5, rtol=0)
+    _assert_reproduces_the_reference(reference, vectors)
+
+
+@pytest.mark.reference
+# Only the last layers: with these random weights the trunk washes its input out. The stored output
+# moves by 7e-7 (rounding, 7 u * max) when the previous frame's maps are zeroed, the frames swapped, or
+# proj1 changed by 1% of its norm, so no tolerance can see a bug before the flow head in these vectors.
+@pytest.mark.parametrize(("name", "bug"), [
+    ("refine.1.net.5.pw.weight", perturb_one_element_),  # the trunk's last pointwise conv in refine
+    ("flow_head.1.weight", perturb_one_element_),
+    ("refine.2.weight", perturb_one_element_),
+    ("convex_upsampler.mask_head.2.weight", perturb_one_element_),
+    ("refine.2.weight", lambda w: w.copy_(w.flip(0))),  # u and v swapped
+    ("flow_head.1.bias", torch.Tensor.zero_),  # a missing bias
+])
+def test_reference_comparison_catches_a_one_weight_bug(reference, vectors, name, bug):
+    head = copy.deepcopy(reference)
+    with torch.no_grad():
+        bug(head.get_parameter(name))
+    with pytest.raises(AssertionError):
+        _assert_reproduces_the_reference(head, vectors)
 
 
 def test_the_colour_wheel_is_the_middlebury_one(vectors):

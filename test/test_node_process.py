@@ -321,6 +321,25 @@ def test_watchdog_names_a_missing_publisher(probe, tmp_path):
         process.close()
 
 
+def test_heads_given_as_one_string_run_and_a_bad_value_stops_the_node_with_one_line(tmp_path):
+    """`-p heads:=segmentation,detection` reaches the node as one string (a traceback once); a value that
+    names no heads stops the start with the reason, not a traceback."""
+    process = NodeProcess(tmp_path, "/heads_text", {**TINY_NODE, "heads": "segmentation,detection"})
+    try:
+        process.wait_for_output("configured: vits16.lvd1689m on cpu (fp32), heads segmentation, detection", 60)
+        assert process.interrupt() == 0
+    finally:
+        process.close()
+    process = NodeProcess(tmp_path, "/heads_bad", {**TINY_NODE, "heads": "segmentation;detection"})
+    try:
+        assert process.process.wait(60) == 1
+        (line,) = [line for line in process.output().splitlines() if "heads must be head names" in line]
+        assert line.startswith("dinov3_node: ") and "e.g. detection,depth or [detection, depth]" in line
+        assert "Traceback" not in process.output()
+    finally:
+        process.close()
+
+
 @pytest.mark.parametrize("debug", [False, True], ids=["default", "debug"])
 def test_a_failed_configure_logs_its_message_and_the_traceback_only_at_debug(probe, tmp_path, debug):
     """Bug 4: the traceback was lost."""

@@ -1,16 +1,19 @@
-"""scripts/screenshots.py, the README's screenshots command, writes its three pictures."""
+"""scripts/screenshots.py, the docs' screenshots command, writes its three pictures, and the docs show them."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import cv2
 
+from doc_pages import PAGES, ROOT
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "screenshots.py"
 
 
-def test_the_screenshots_command_writes_the_readmes_pictures(tmp_path, no_weights, capsys):
+def test_the_screenshots_command_writes_the_docs_pictures(tmp_path, no_weights, capsys):
     spec = importlib.util.spec_from_file_location("screenshots", SCRIPT)
     screenshots = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(screenshots)
@@ -26,5 +29,7 @@ def test_the_screenshots_command_writes_the_readmes_pictures(tmp_path, no_weight
     assert height > chelsea[0] and width == chelsea[1]  # the random-weights banner adds rows above
     printed = capsys.readouterr().out
     assert all(str(out / name) in printed for name in names)  # each file it wrote, and its size
-    readme = (SCRIPT.parents[1] / "README.md").read_text()
-    assert all(f"docs/images/{name}" in readme for name in names) and "make screenshots" in readme
+    shown = {(page.parent / link).resolve() for page in PAGES
+             for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", page.read_text())}  # every picture, by its file
+    assert {ROOT / "docs" / "images" / name for name in names} <= shown
+    assert "make screenshots" in (ROOT / "docs" / "development.md").read_text()

@@ -1,6 +1,6 @@
 """The soak benchmark's bookkeeping (`dinov3 soak`): RSS samples, growth, frames, JSON, the node run.
 
-Memory and time are never asserted: the figures are the README's ("Performance", "Soak"), from a
+Memory and time are never asserted: the figures are docs/performance.md's ("Soak"), from a
 10,000-frame run; here a few frames through a 1-block backbone check what is recorded.
 """
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from dinov3_ros.cli import main
+from dinov3_ros.cli import build_parser, main
+from dinov3_toolkit.backbone import create_backbone, save_backbone
 from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.heads import load_manifest
 from dinov3_toolkit.errors import ConfigError
@@ -238,10 +241,56 @@ def test_bad_data_stops_before_training_naming_the_file(synth, tmp_path, capsys)
     assert not (tmp_path / "head_x" / "checkpoints").exists()
 
 
-def test_synth_writes_every_format(tmp_path, capsys):
+def test_synth_lists_every_format_and_prints_train_and_eval_commands_that_run(tmp_path, capsys, no_weights):
     assert main(["synth", str(tmp_path / "s"), "--images", "3"]) == 0
+    out = capsys.readouterr().out
     for name in ("instances.json", "panoptic.json", "classes.txt", "voc/Annotations"):
         assert (tmp_path / "s" / name).exists(), name
+    for shown, task in [("instances.json", "detection"), ("voc/", "detection"), ("panoptic.json", "segmentation"),
+                        ("masks/", "segmentation"), ("depth/", "depth"), ("flow_pairs/", "flow")]:
+        assert re.search(rf"^  {re.escape(shown)}\s+{task}\s+3 images", out, re.M), shown
+    commands = [shlex.split(line)[1:] for line in out.splitlines() if line.startswith("  dinov3 ")]
+    trains = [c for c in commands if c[0] == "train"]
+    assert sorted(c[1] for c in trains) == ["depth", "detection", "detection", "flow", "segmentation",
+                                            "segmentation"]
+    assert len(commands) == 2 * len(trains) and all(c[-1] == "--random-weights" for c in commands)  # none found
+    for command in commands:
+        build_parser().parse_args(command)  # every one is a valid command line
+    # The first pair, as printed, with a tiny model and one epoch appended (later options win).
+    assert main([*commands[0], *BACKBONE, "--size", "64", "--epochs", "1", "--workers", "0", "--augment", "0",
+                 "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    assert commands[1][0] == "eval" and commands[1][1] == commands[0][commands[0].index("--out") + 1]
+    assert main([*commands[1], "--device", "cpu", "--quiet", "--param", "synth_coco.score_threshold=0.5",
+                 "--out", str(tmp_path / "scores")]) == 0
+    assert json.loads((tmp_path / "scores" / "metrics.json").read_text())["images"] == 3
+
+
+def test_train_and_eval_without_weights_say_how_to_run_anyway(synth, tmp_path, capsys, no_weights):
+    tiny = ["--backbone", "vits16", "--device", "cpu", "--size", "64", "--quiet"]
+    assert main(["train", "detection", "--data", str(synth / "instances.json"), "--out", str(tmp_path / "head_a"),
+                 *tiny]) == 2
+    err = capsys.readouterr().err
+    assert "no weights for backbone vits16.lvd1689m" in err and "pass --random-weights" in err
+    assert main(["eval", "detection", "--data", str(synth / "instances.json"), *tiny]) == 2
+    err = capsys.readouterr().err
+    assert "no weights for backbone vits16.lvd1689m" in err and "pass --random-weights" in err
+    # The backbone's weights given, not the head's: the head's error says it too.
+    weights = tmp_path / "vits16.pth"
+    save_backbone(create_backbone("vits16"), weights)
+    assert main(["eval", "detection", "--data", str(synth / "instances.json"), *tiny, "--weights",
+                 str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert "head 'detection'" in err and "weights file not found" in err and "pass --random-weights" in err
+
+
+def test_eval_takes_head_parameters_as_run_does(synth, capsys):
+    """HEAD.NAME=VALUE, HEAD the scored head; the bare form and another head are refused saying the right form."""
+    with pytest.raises(SystemExit):
+        main(["eval", "detection", "--data", str(synth), "--param", "score_threshold=0.3"])
+    assert "--param takes HEAD.NAME=VALUE, e.g. detection.score_threshold=0.4" in capsys.readouterr().err
+    assert main(["eval", "detection", "--data", str(synth), "--param", "retinanet.score_threshold=0.3"]) == 2
+    assert "--param names head 'retinanet', but dinov3 eval scores head 'detection': give its parameters as " \
+           "--param detection.NAME=VALUE" in capsys.readouterr().err
 
 
 def test_resuming_with_other_settings_is_refused_by_name(synth, cache, tmp_path, capsys):
@@ -283,7 +332,7 @@ def test_an_image_missing_from_the_cache_goes_through_the_backbone(synth, tmp_pa
 
 
 def test_eval_refuses_a_folder_that_a_built_in_head_of_its_name_would_hide(tmp_path, synth, capsys):
-    shutil.copytree(ROOT / "dinov3_toolkit" / "heads" / "builtin" / "head_detection", tmp_path / "head_detection")
+    shutil.copytree(ROOT / "dinov3_toolkit" / "head_detection", tmp_path / "head_detection")
     assert main(["eval", str(tmp_path / "head_detection"), "--data", str(synth / "instances.json"),
                  *backbone("detection"), "--quiet"]) == 2
     assert "would be scored instead" in capsys.readouterr().err

@@ -155,7 +155,7 @@ def _training_parsers(sub: argparse._SubParsersAction) -> None:
                        help="constructor argument over the template's args, e.g. fpn_channels=96 (repeatable)")
     train.add_argument("--loss-arg", action=KeyValue, metavar="NAME=VALUE",
                        help="loss argument over the template's loss_args, e.g. kind=l1 for depth (repeatable)")
-    g = train.add_argument_group("recipe (defaults: the published ones, README 'Train your own head')")
+    g = train.add_argument_group("recipe (defaults: the published ones, docs/training.md, 'The recipes')")
     g.add_argument("--epochs", type=bounded("epochs"), default=defaults.epochs)
     g.add_argument("--batch", type=bounded("batch"), default=defaults.batch, help="over all processes together")
     g.add_argument("--lr", type=bounded("lr"), default=defaults.lr)

@@ -3,7 +3,7 @@
 Module names equal the keys of Meta's checkpoints, including ``norms.3``, which
 is the final ``norm`` registered a second time (Meta applies ``norms[i]`` to
 stage ``i``: only the last stage is normed). Hugging Face checkpoints are
-converted by ``checkpoint_filter_fn``. Sizes and choices: the README's "Backbones".
+converted by ``checkpoint_filter_fn``. Sizes and choices: docs/backbones.md.
 """
 
 from __future__ import annotations

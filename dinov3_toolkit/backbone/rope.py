@@ -2,7 +2,7 @@
 
 DINOv3 has no learned position embedding: every block rotates q and k of the
 patch tokens by angles that depend on the token's (row, col). Three details
-decide whether our features equal Meta's (README, "Choices that keep our features equal to Meta's"):
+decide whether our features equal Meta's (docs/backbones.md, "Choices that keep our features equal to Meta's"):
 
 * ``periods`` is a persistent buffer so the values stored in the checkpoint
   are used. The released weights were trained with bf16-rounded periods

@@ -5,7 +5,7 @@ loads strictly as it is and ``state_dict()`` is a file Meta's own code loads.
 Hugging Face checkpoints are converted by ``checkpoint_filter_fn``.
 
 Layout follows timm's model files: building blocks, the model, checkpoint
-conversion, then the registered variants. Sizes and choices: the README's "Backbones".
+conversion, then the registered variants. Sizes and choices: docs/backbones.md.
 """
 
 from __future__ import annotations

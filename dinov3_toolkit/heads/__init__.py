@@ -1,7 +1,7 @@
 """Everything a head author imports: the Head class, its inputs and results, and the shared operations.
 
 A head folder's code imports from here alone (plus torch and numpy), so the toolkit's inner
-layout can change without breaking anyone's head. See the README, "Write your own head".
+layout can change without breaking anyone's head. See docs/write_a_head.md.
 """
 
 from ..checkpoint import CheckpointError

@@ -13,7 +13,7 @@ around each timed call. Stages:
   backbone + head pipeline per head, as without shared features;
 * ``transformers`` (e): Hugging Face's ``DINOv3ViTModel`` with our weights.
 
-``RATIOS`` are the figures we hold ourselves to (README, "Performance").
+``RATIOS`` are the figures we hold ourselves to (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def _cpu_name() -> str:
 
 
 def markdown_table(data: Mapping[str, Any]) -> str:
-    """The stages and ratios as Markdown, as the README's Performance section shows them."""
+    """The stages and ratios as Markdown, as docs/performance.md shows them."""
     lines = ["| stage | median ms | p90 ms | what |", "|---|---:|---:|---|"]
     for name, s in data["stages"].items():
         lines.append(f"| {name} | {s['median_ms']:.1f} | {s['p90_ms']:.1f} | {s['description']} |")

@@ -6,7 +6,7 @@ run on the device in the engine, and differ per deployment. The graph is the
 part worth handing to TensorRT (``trtexec --onnx=model.onnx``). It is exported
 at one input size, the engine's (``size`` x ``size`` for ``stretch``); a graph
 with a dynamic size exports but does not run yet (a Reshape keeps an
-export-time shape), see the README.
+export-time shape), see docs/offline.md, "dinov3 export".
 
 Output names are ``<head>.<n>``: the n-th tensor of the head's ``forward``
 result, flattened in order (nested dicts by key order, lists by index). A graph
