@@ -38,7 +38,9 @@ from .messages import DecodeError, compressed_to_rgb, image_to_rgb
 from .messages.backend import import_rosbags
 from .names import check_full_topic_name, join_topic
 from .topics import (
+    DEFAULT_NAMESPACE,
     IMAGE,
+    IMAGE_TYPES,
     OVERLAY,
     RESULT_TOPICS,
     OutputTopic,
@@ -48,11 +50,9 @@ from .topics import (
     overlays_wanted,
 )
 
-IMAGE_TYPES = (IMAGE, "sensor_msgs/msg/CompressedImage")
 STORAGES = ("mcap", "sqlite3")
 BAG_VERSION = 8
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"  # where frames from files, videos and cameras are recorded
-DEFAULT_NAMESPACE = "/dinov3"  # the node's, and the result topics' in a bag
 RANDOM_WEIGHTS_KEY = "dinov3.random_weights"  # custom_data: what ran on random weights, comma-separated; "" if none
 # The last name of the image topics dinov3 writes: a bag it wrote has them beside the camera's.
 OUTPUT_IMAGE_NAMES = frozenset({OVERLAY, *(topic.suffix for topics in RESULT_TOPICS.values() for topic in topics

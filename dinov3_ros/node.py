@@ -43,7 +43,9 @@ try:  # Jazzy
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
+from dinov3_toolkit.backbone import WeightsNotFoundError
 from dinov3_toolkit.engine import Engine, FrameResult
+from dinov3_toolkit.heads.loader import HEAD_UNWEIGHTED, search_folders
 from dinov3_toolkit.heads.manifest import ParamSpec
 from dinov3_toolkit.overlays import draw_overlays
 
@@ -53,7 +55,8 @@ from .messages import DecodeError, compressed_to_rgb, image_to_rgb
 from .parameters import NODE_PARAMS, PARAMS_BY_NAME, check_node_param
 from .problems import Problems
 from .ros_tables import descriptor, image_qos, output_qos
-from .topics import OVERLAY, OutputTopic, frame_messages, label_info_messages, overlays_wanted, publishable_topics
+from .topics import (DEFAULT_NAMESPACE, IMAGE_TYPES, OVERLAY, OutputTopic, frame_messages, label_info_messages,
+                     overlays_wanted, publishable_topics)
 from .watchdog import FrameWatchdog, Publisher
 from .worker import LatestFrameWorker, Rejected
 
@@ -107,6 +110,8 @@ class Dinov3Node(LifecycleNode):
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         p = {name: check_node_param(name, self.get_parameter(name).value) for name in PARAMS_BY_NAME}
+        folders = search_folders(p["head_dirs"], templates=bool(p["heads"]))  # templates run only when named
+        self.get_logger().info("looking for head_* folders in " + ", ".join(map(str, folders)))
         try:
             self._engine = Engine.create(
                 backbone=p["backbone"],
@@ -122,11 +127,11 @@ class Dinov3Node(LifecycleNode):
                 allow_backbone_mismatch=p["allow_backbone_mismatch"],
             )
         except Exception as e:  # missing weights, unknown head, bad device: the loader's message says which
-            self._log_failure("configure failed", e)
+            self._log_failure("configure failed", e, self._weights_hint(e, p))
             return TransitionCallbackReturn.FAILURE
         engine = self._engine
         for name, error in engine.failed.items():
-            self.get_logger().error(f"head {name} is skipped: {error}")
+            self.get_logger().error(f"head {name} is skipped: {error}{self._weights_hint(error, p)}")
         if engine.random_weights:
             self.get_logger().warning(
                 "*** RUNNING WITH RANDOM WEIGHTS (" + ", ".join(engine.random_weights) + "): every output is "
@@ -357,7 +362,7 @@ class Dinov3Node(LifecycleNode):
             return
         watchdog.timeout_s = self.get_parameter("frame_timeout").value  # live
         silent = watchdog.silent_for(time.monotonic(), worker.stats().last_received_at)
-        warning = None if silent is None else watchdog.explain(self._image_publishers())
+        warning = None if silent is None else watchdog.explain(self._image_publishers(), self._other_image_topics())
         if warning == self._frames_warning:
             return
         if warning:
@@ -380,6 +385,12 @@ class Dinov3Node(LifecycleNode):
             for info in self.get_publishers_info_by_topic(self._subscription.topic_name)
         ]
 
+    def _other_image_topics(self) -> list[str]:
+        """The graph's Image and CompressedImage topics, but this node's own input and outputs."""
+        own = {self._subscription.topic_name, *(p.topic_name for p in self._publishers_by_topic.values())}
+        return sorted(name for name, types in self.get_topic_names_and_types()
+                      if name not in own and any(t in IMAGE_TYPES for t in types))
+
     def _on_incompatible_qos(self, event) -> None:
         policy = str(getattr(event.last_policy_kind, "name", event.last_policy_kind)).removeprefix("RMW_QOS_POLICY_")
         self.get_logger().error(
@@ -388,9 +399,24 @@ class Dinov3Node(LifecycleNode):
             f"best effort, set image_reliability:=best_effort; check with `ros2 topic info --verbose <topic>`."
         )
 
-    def _log_failure(self, what: str, error: BaseException) -> None:
+    def _weights_hint(self, error: BaseException, p: dict[str, Any]) -> str:
+        """When ``error`` is missing weights: the parameters that fix it, on a line of its own; else ''."""
+        if p["random_weights"]:
+            return ""
+        if isinstance(error, WeightsNotFoundError):
+            fix = ("set backbone_weights to the file (or a folder holding one), or clear it and set "
+                   "random_weights:=true" if p["backbone_weights"] else
+                   "put the file in one of those folders or set backbone_weights to it, or set random_weights:=true")
+        elif HEAD_UNWEIGHTED in str(error):
+            fix = "put the head's weights file where listed, or set random_weights:=true"
+        else:
+            return ""
+        return (f"\nTo run: {fix} to try the pipeline on random weights (every output then says so); then "
+                f"`ros2 lifecycle set {self.get_fully_qualified_name()} configure`, or restart the node.")
+
+    def _log_failure(self, what: str, error: BaseException, hint: str = "") -> None:
         """The message at error level; the traceback at debug (`--log-level dinov3.dinov3_node:=debug`)."""
-        self.get_logger().error(f"{what}: {error}")
+        self.get_logger().error(f"{what}: {error}{hint}")
         self.get_logger().debug("".join(traceback.format_exception(error)))
 
 
@@ -411,7 +437,7 @@ def _cv_bridge():
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     try:
-        node = Dinov3Node()
+        node = Dinov3Node(namespace=DEFAULT_NAMESPACE)  # a `-r __ns:=/other` remap still wins
     except InvalidParameterValueException as e:  # a bad -p value or params file entry: its reason in one line
         rclpy.shutdown()
         sys.exit(f"dinov3_node: {e}")

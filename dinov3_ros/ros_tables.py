@@ -23,7 +23,7 @@ RELIABILITY = {
 
 def image_qos(reliability: str) -> QoSProfile:
     """The camera subscription: keep last 1 (only the newest frame matters), volatile, ``reliability``
-    (README, QoS: why reliable is the default)."""
+    (docs/ros.md, QoS: why reliable is the default)."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=RELIABILITY[reliability],
                       durability=DurabilityPolicy.VOLATILE)
 

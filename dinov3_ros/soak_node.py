@@ -12,6 +12,7 @@ without ROS.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from .topics import OVERLAY
 
 OUTPUT_TIMEOUT_S = 60.0  # a frame whose overlay has not come back by then is counted and the soak goes on
 _NOT_OUTPUTS = ("/rosout", "/parameter_events", "/transition_event")  # what every (lifecycle) node publishes
+_RUNS = itertools.count()  # soaks run in this process, for a namespace of their own
 
 
 def node_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,7 +59,9 @@ def run_node_soak(params: Mapping[str, Any], *, frames: int, sample_every: int,
     overrides = node_overrides(params)
     context = rclpy.Context()
     rclpy.init(context=context)
-    namespace = f"/dinov3_soak_{os.getpid()}"  # no other process's nodes on these topics
+    # Unique to this run: no other process's nodes on these topics, and not an earlier soak's in this process
+    # either, whose node of the same name the graph can still list (without its publishers) after it is gone.
+    namespace = f"/dinov3_soak_{os.getpid()}_{next(_RUNS)}"
     executor = SingleThreadedExecutor(context=context)
     nodes = []
     try:

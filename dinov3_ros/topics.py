@@ -32,8 +32,12 @@ from . import messages
 from .messages import MessageBackend
 
 IMAGE = "sensor_msgs/msg/Image"
+IMAGE_TYPES = (IMAGE, "sensor_msgs/msg/CompressedImage")  # what a camera publishes
 ANNOTATIONS = "foxglove_msgs/msg/ImageAnnotations"
 OVERLAY = "overlay"
+# The node's namespace unless remapped (launch, `-r __ns:=...`), and the result topics' in a bag: the docs'
+# tables, config/dinov3.rviz and the demo bag all read /dinov3/...
+DEFAULT_NAMESPACE = "/dinov3"
 
 
 @dataclass(frozen=True)

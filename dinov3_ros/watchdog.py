@@ -15,6 +15,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+_TOPICS_SHOWN = 8  # image topics a warning names; a big graph has dozens
+_CAMERA_SUFFIXES = ("image_raw", "image_rect", "image_color", "image_rect_color", "image")  # the drivers' names
+
+
+def camera_topics_first(topics: Sequence[str]) -> list[str]:
+    """``topics`` sorted with a camera driver's raw topics (``.../image_raw``, ``.../image_rect``, ...) first,
+    then their compressed forms, then the rest (other nodes' overlays, say), each group by name."""
+    def rank(topic: str) -> tuple[int, str]:
+        last = topic.rsplit("/", 2)
+        if last[-1] in _CAMERA_SUFFIXES:
+            return 0, topic
+        return (1 if len(last) > 1 and last[-1] == "compressed" and last[-2] in _CAMERA_SUFFIXES else 2), topic
+
+    return sorted(topics, key=rank)
+
+
 @dataclass(frozen=True)
 class Publisher:
     """One publisher on the image topic, as ``ros2 topic info --verbose`` shows it."""
@@ -55,15 +71,23 @@ class FrameWatchdog:
         silent = now - max(self._started_at, last_frame_at or self._started_at)
         return silent if silent >= self.timeout_s else None
 
-    def explain(self, publishers: Sequence[Publisher]) -> str:
+    def explain(self, publishers: Sequence[Publisher], image_topics: Sequence[str] = ()) -> str:
         """Why no frame arrives, from who publishes on the topic, and what to try.
 
-        The text depends only on the topic's publishers, so the node logs it once per change.
+        ``image_topics``: the other Image and CompressedImage topics in the graph, named when nothing
+        publishes on ours (the usual cause: the camera's topic was not remapped), a camera's own first
+        (``camera_topics_first``). The text depends only on these, so the node logs it once per change.
         """
         head = f"no frame on {self.topic} for {self.timeout_s:g} s"
         if not publishers:
-            return (f"{head}: nothing publishes on it. Is the camera driver running, and is image_topic "
-                    f"remapped to its topic? `ros2 topic list -t` lists the image topics.")
+            if not image_topics:
+                return (f"{head}: nothing publishes on it, and no other image topic exists. Is the camera "
+                        f"driver running?")
+            ranked = camera_topics_first(image_topics)
+            shown = ", ".join(ranked[:_TOPICS_SHOWN]) + (f" and {len(ranked) - _TOPICS_SHOWN} more"
+                                                          if len(ranked) > _TOPICS_SHOWN else "")
+            return (f"{head}: nothing publishes on it. Image topics that exist: {shown}. "
+                    f"Remap the camera's: image_topic:={ranked[0]} (launch) or -r image:={ranked[0]}.")
         listed = "; ".join(p.describe() for p in publishers)
         same_type = [p for p in publishers if p.msgtype == self.msgtype]
         if not same_type:
@@ -78,6 +102,6 @@ class FrameWatchdog:
         tries = ["image_reliability:=reliable if the camera publishes reliable: large frames sent best effort "
                  "between processes are often lost whole"] if self.reliability != "reliable" else []
         tries += ["the compressed topic (compressed:=true image_topic:=<topic>/compressed)",
-                  "the DDS settings for large messages (README, QoS)"]
+                  "the DDS settings for large messages (docs/ros.md, QoS)"]
         return (f"{head} although {len(matching)} of {len(publishers)} publisher(s) match. Publishers: {listed}. "
                 "Try " + "; or ".join(tries) + ".")

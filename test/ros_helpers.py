@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from waits import ceiling
 
 
 def _import_ros() -> Any:
@@ -48,6 +49,8 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from dinov3_ros.topics import DEFAULT_NAMESPACE  # noqa: E402
+
 HEIGHT, WIDTH = 48, 80  # not square, and an even width for the 4:2:2 encodings
 # Bytes per pixel of each encoding the node reads (dinov3_ros.messages.SUPPORTED_ENCODINGS).
 PIXEL_BYTES = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2, "16UC1": 2, "yuv422": 2,
@@ -61,8 +64,8 @@ ACTIVE, INACTIVE, UNCONFIGURED, FINALIZED = (State.PRIMARY_STATE_ACTIVE, State.P
 
 
 def poll(condition: Callable[[], Any], timeout: float) -> Any:
-    """``condition()`` once it is true, or its last (false) value after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
+    """``condition()`` once it is true, or its last (false) value after ``timeout`` s (``waits.ceiling``)."""
+    deadline = time.monotonic() + ceiling(timeout)
     while time.monotonic() < deadline:
         value = condition()
         if value:
@@ -74,7 +77,7 @@ def poll(condition: Callable[[], Any], timeout: float) -> Any:
 def wait_until(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
     """Like ``poll``, but a test failure naming ``what`` when ``condition`` stays false."""
     value = poll(condition, timeout)
-    assert value, f"timed out after {timeout} s waiting for {what}"
+    assert value, f"timed out after {ceiling(timeout):.0f} s waiting for {what}"
     return value
 
 
@@ -89,18 +92,20 @@ def _param_arg(name: str, value: Any) -> str:
 
 
 class NodeProcess:
-    """`dinov3_node --ros-args -r __ns:=<namespace> -p name:=value ...` with its output in a file."""
+    """`dinov3_node --ros-args -r __ns:=<namespace> -p name:=value ...` with its output in a file; namespace None:
+    no remap, the node's own default (/dinov3)."""
 
-    def __init__(self, log_dir: Path, namespace: str, params: dict[str, Any], *, ros_args: tuple[str, ...] = (),
-                 executable: str | None = None, env: dict[str, str] | None = None):
+    def __init__(self, log_dir: Path, namespace: str | None, params: dict[str, Any], *,
+                 ros_args: tuple[str, ...] = (), executable: str | None = None, env: dict[str, str] | None = None):
         executable = executable or shutil.which("dinov3_node", path=str(Path(sys.executable).parent))
         assert executable, f"the dinov3_node console script is not installed next to {sys.executable}"
-        self.namespace = namespace
-        self.name = f"{namespace}/dinov3_node"
-        args = [executable, "--ros-args", "-r", f"__ns:={namespace}", *ros_args]
+        remap = [] if namespace is None else ["-r", f"__ns:={namespace}"]
+        self.namespace = namespace or DEFAULT_NAMESPACE
+        self.name = f"{self.namespace}/dinov3_node"
+        args = [executable, "--ros-args", *remap, *ros_args]
         for name, value in params.items():
             args += ["-p", _param_arg(name, value)]
-        self.log_path = log_dir / f"{namespace.strip('/').replace('/', '_')}.log"
+        self.log_path = log_dir / f"{self.namespace.strip('/').replace('/', '_')}.log"
         no_weights = log_dir / "no-weights"
         no_weights.mkdir(exist_ok=True)
         # Unbuffered and uncoloured, so the tests read every line as soon as it is written.
@@ -130,11 +135,12 @@ class NodeProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         try:
-            return self.process.wait(timeout)
+            return self.process.wait(ceiling(timeout))
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            pytest.fail(f"{self.name} did not exit within {timeout} s of SIGINT:\n{self.output()[-3000:]}")
+            pytest.fail(f"{self.name} did not exit within {ceiling(timeout):.0f} s of SIGINT:\n"
+                        f"{self.output()[-3000:]}")
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -172,7 +178,7 @@ class Probe:
     def call(self, srv_type: type, service: str, request: Any, timeout: float = 30.0) -> Any:
         client = self.node.create_client(srv_type, service)
         try:
-            assert client.wait_for_service(timeout_sec=timeout), f"service {service} never appeared"
+            assert client.wait_for_service(timeout_sec=ceiling(timeout)), f"service {service} never appeared"
             future = client.call_async(request)
             wait_until(future.done, timeout, f"an answer from {service}")
             return future.result()

@@ -34,6 +34,7 @@ from bag_fixtures import (
 )
 from conftest import search_weights_only_in
 from message_readers import msg_to_detections, msg_to_label_info
+from waits import ceiling
 from dinov3_ros import messages
 from dinov3_ros.cli import main
 from dinov3_ros.messages import compressed_to_rgb, image_to_rgb
@@ -342,7 +343,7 @@ def test_sigint_stops_a_bag_run_after_a_whole_frame(model, tmp_path):
         try:
             progress = _wait_for_progress(proc, total, done=2, seconds=120)
             proc.send_signal(signal.SIGINT)
-            _, rest = proc.communicate(timeout=120)
+            _, rest = proc.communicate(timeout=ceiling(120))
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -362,6 +363,7 @@ def test_sigint_stops_a_bag_run_after_a_whole_frame(model, tmp_path):
 
 def _wait_for_progress(proc: subprocess.Popen, total: int, *, done: int, seconds: float) -> bytes:
     """stderr read so far, once the progress bar shows ``done`` of ``total`` frames; fails after ``seconds``."""
+    seconds = ceiling(seconds)
     deadline = time.monotonic() + seconds
     fd = proc.stderr.fileno()
     seen = b""

@@ -67,14 +67,20 @@ def test_installed_dinov3_command_runs_from_the_install_space(install):
         assert f"{_site_packages(install)}/dinov3_toolkit/head_{head}/" in done.stdout, done.stdout
 
 
-def test_installed_node_starts_from_the_install_space(install, tmp_path):
+def test_installed_node_starts_from_the_install_space_and_logs_where_it_looked_for_heads(install, tmp_path):
+    """In a plain install the source tree is not read: the start log says where a head_* folder is found."""
     from ros_helpers import TINY_NODE, NodeProcess
 
-    node = NodeProcess(tmp_path, "/installed", {**TINY_NODE, "heads": ["depth"]},
+    mine = tmp_path / "my_heads"
+    mine.mkdir()
+    node = NodeProcess(tmp_path, "/installed", {**TINY_NODE, "heads": ["depth"], "head_dirs": [str(mine)]},
                        executable=str(install / "lib/dinov3_ros/dinov3_node"), env=_installed_env(install))
     try:
         node.wait_for_output("active: subscribed to /installed/image", 120)
         assert f"{_site_packages(install)}/dinov3_toolkit/head_depth/" in node.output()
+        templates = f"{_site_packages(install)}/dinov3_toolkit/templates"  # heads are named: templates too
+        assert f"looking for head_* folders in {_site_packages(install)}/dinov3_toolkit, {mine}, {templates}\n" \
+               in node.output()
         assert node.interrupt() == 0
     finally:
         node.close()

@@ -14,7 +14,7 @@ import yaml
 from bag_fixtures import read_bag
 from conftest import search_weights_only_in
 from doc_pages import section
-from dinov3_ros.cli import main
+from dinov3_ros.cli import main, sample_images
 from dinov3_ros.names import join_topic
 from dinov3_ros.topics import output_topics
 from dinov3_toolkit.engine import Engine
@@ -118,3 +118,26 @@ def test_dinov3_bag_takes_the_demo_bag_without_topic(demo, tmp_path, capsys, no_
     again, _ = read_bag(tmp_path / "again")
     assert len(again["/dinov3/overlay"]) == PHOTOS
 
+
+
+def test_a_demo_without_boxes_says_why_and_its_advice_draws_them(tmp_path, monkeypatch):
+    """On random weights no score passes the default threshold: the demo said nothing of the README's boxes."""
+    search_weights_only_in(monkeypatch, tmp_path / "no_weights")
+    one_photo = [str(sample_images()[0]), *TINY]
+
+    def demo_says(*extra: str) -> str:
+        text = io.StringIO()
+        with redirect_stdout(text):
+            assert main(["demo", *one_photo, "--out", str(tmp_path / "demo"), *extra]) == 0
+        return text.getvalue()
+
+    text = demo_says()
+    assert ("No boxes in the overlays: detection found nothing scoring above its score_threshold (0.2): on "
+            "random weights every score stays far below it (a new classifier starts at its prior, 0.01).") in text
+    (advice,) = [line.strip() for line in text.splitlines() if line.startswith("  dinov3 demo")]
+    extra = advice.split()[2:]
+    assert extra == ["--param", "detection.score_threshold=0"]
+    text = demo_says(*extra)
+    assert "No boxes" not in text
+    records = [json.loads(line) for line in (tmp_path / "demo" / "frames.jsonl").read_text().splitlines()]
+    assert len(records[0]["heads"]["detection"]["detections"]) > 0  # drawn on the overlay

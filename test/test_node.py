@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waits import ceiling
 
 from ros_helpers import rclpy  # noqa: I001  (imports rclpy, or skips the module saying how to get it)
 
@@ -55,7 +56,7 @@ def image_msg(stamp_sec: int, frame_id: str = "camera_optical") -> Image:
 
 
 def spin_until(executor, condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + ceiling(timeout)
     while not condition() and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
     assert condition(), "timed out waiting for the node"
@@ -99,7 +100,7 @@ def test_outputs_label_info_parameters_and_lifecycle(ros):
     expected = {"detection/detections", "segmentation/labels", "depth/depth", "overlay", "detection/overlay",
                 "label_info", "diagnostics"}
     stamp = 1
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + ceiling(120)
     while not expected <= received.keys() and time.monotonic() < deadline:
         camera.publish(image_msg(stamp))
         stamp += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from waits import ceiling
 
 from ros_helpers import (  # noqa: I001  (imports rclpy, or skips the module)
     ACTIVE, FINALIZED, HEIGHT, INACTIVE, PIXEL_BYTES, TINY_NODE, UNCONFIGURED, WIDTH, NodeProcess, Probe,
@@ -49,7 +50,7 @@ def _outputs_of(probe: Probe, namespace: str, stamp: int) -> dict[str, object]:
 def _send_and_collect(probe: Probe, camera, namespace: str, msg, timeout: float = 60.0) -> dict[str, object]:
     """Publish ``msg`` (again every half second: DDS may lose one) until every output for it arrived."""
     stamp = msg.header.stamp.sec
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + ceiling(timeout)
     while time.monotonic() < deadline:
         camera.publish(msg)
         if poll(lambda: len(_outputs_of(probe, namespace, stamp)) == len(OUTPUTS), 0.5):
@@ -311,11 +312,34 @@ def test_lifecycle_without_autostart_and_the_incompatible_qos_warning(probe, tmp
         process.close()
 
 
-def test_watchdog_names_a_missing_publisher(probe, tmp_path):
+def test_watchdog_names_a_missing_publisher_and_the_camera_topic_that_exists(probe, tmp_path):
     ns = "/lonely"
+    probe.publisher(Image, "/lonely_camera/color/image_raw")  # where the camera really publishes
     process = NodeProcess(tmp_path, ns, {**TINY_NODE, "heads": ["depth"], "frame_timeout": 0.5})
     try:
         process.wait_for_output("no frame on /lonely/image for 0.5 s: nothing publishes on it", 60)
+        # Logged again when what it can say changes: here, once discovery has found the camera's topic.
+        output = process.wait_for_output("/lonely_camera/color/image_raw", 60)
+        (line,) = [line for line in output.splitlines() if "/lonely_camera/color/image_raw" in line]
+        listed = line.split("Image topics that exist: ")[1].split(". Remap")[0].split(", ")
+        assert "/lonely_camera/color/image_raw" in listed and not any(t.startswith("/lonely/") for t in listed)
+        assert line.endswith(f"image_topic:={listed[0]} (launch) or -r image:={listed[0]}.")
+        assert process.interrupt() == 0
+    finally:
+        process.close()
+
+
+def test_a_node_started_by_hand_publishes_under_dinov3(probe, tmp_path):
+    """`dinov3_node --ros-args -r image:=...` with no namespace published /overlay and /depth/depth, while the
+    docs' tables, `ros2 param set /dinov3/dinov3_node`, config/dinov3.rviz and the demo bag read /dinov3/...
+    (every other test here remaps __ns, so a remap still wins over the default)."""
+    process = NodeProcess(tmp_path, None, {**TINY_NODE, "heads": ["depth"]}, ros_args=("-r", "image:=/bare/camera"))
+    try:
+        expected = {"/dinov3/overlay", "/dinov3/depth/depth", "/dinov3/depth/overlay"}
+        wait_until(lambda: expected <= {name for name, _ in probe.node.get_topic_names_and_types()}, 60,
+                   f"the node to advertise {sorted(expected)}")
+        wait_until(lambda: probe.node.count_subscribers("/bare/camera") > 0, 60, "the node to subscribe to /bare/camera")
+        assert process.name == "/dinov3/dinov3_node" and probe.state(process.name) == ACTIVE
         assert process.interrupt() == 0
     finally:
         process.close()
@@ -332,7 +356,7 @@ def test_heads_given_as_one_string_run_and_a_bad_value_stops_the_node_with_one_l
         process.close()
     process = NodeProcess(tmp_path, "/heads_bad", {**TINY_NODE, "heads": "segmentation;detection"})
     try:
-        assert process.process.wait(60) == 1
+        assert process.process.wait(ceiling(60)) == 1
         (line,) = [line for line in process.output().splitlines() if "heads must be head names" in line]
         assert line.startswith("dinov3_node: ") and "e.g. detection,depth or [detection, depth]" in line
         assert "Traceback" not in process.output()
@@ -350,6 +374,9 @@ def test_a_failed_configure_logs_its_message_and_the_traceback_only_at_debug(pro
     try:
         output = process.wait_for_output("configure failed", 60)
         assert "[ERROR] " in output and "missing.pth" in output
+        process.wait_for_output(f"`ros2 lifecycle set {ns}/dinov3_node configure`", 30)  # the hint, after it
+        assert "set backbone_weights to the file (or a folder holding one), or clear it and set " \
+               "random_weights:=true" in process.output()
         assert probe.state(process.name) == UNCONFIGURED, "the node stays up, ready for a corrected configure"
         if debug:
             process.wait_for_output("Traceback (most recent call last)", 30)

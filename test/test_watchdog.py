@@ -42,7 +42,14 @@ def test_a_negative_timeout_is_refused_by_name():
 def test_no_publisher():
     text = watchdog().explain([])
     assert text.startswith("no frame on /camera/image_raw for 5 s: nothing publishes on it")
-    assert "image_topic" in text
+    assert "no other image topic exists" in text and "camera driver" in text
+
+
+def test_no_publisher_names_the_image_topics_that_exist_and_the_remap():
+    text = watchdog().explain([], ["/cam/color/image_raw/compressed", "/a/overlay", "/cam/color/image_raw"])
+    assert text.startswith("no frame on /camera/image_raw for 5 s: nothing publishes on it")
+    assert "Image topics that exist: /cam/color/image_raw, /cam/color/image_raw/compressed, /a/overlay." in text
+    assert "image_topic:=/cam/color/image_raw (launch) or -r image:=/cam/color/image_raw" in text
 
 
 @pytest.mark.parametrize(("ours", "theirs", "switch"), [(IMAGE, COMPRESSED, "compressed:=true"),
@@ -61,7 +68,7 @@ def test_matching_publishers_that_send_nothing_get_the_large_message_advice():
     text = watchdog(reliability="best_effort").explain([camera("reliable")])
     assert "although 1 of 1 publisher(s) match. Publishers: /cam/driver (sensor_msgs/msg/Image, reliable, volatile)" \
         in text
-    assert "image_reliability:=reliable" in text and "compressed:=true" in text and "README, QoS" in text
+    assert "image_reliability:=reliable" in text and "compressed:=true" in text and "docs/ros.md, QoS" in text
     reliable = watchdog(reliability="reliable").explain([camera("reliable")])
     assert "image_reliability:=reliable" not in reliable, "no advice to set what is already set"
     assert "compressed:=true" in reliable
@@ -80,3 +87,10 @@ def test_the_text_depends_only_on_the_publishers_so_it_is_logged_once_per_change
     dog = watchdog()
     assert dog.explain([camera()]) == dog.explain([camera()])
     assert dog.explain([camera()]) != dog.explain([])
+
+
+def test_a_big_graph_names_the_camera_topics_and_counts_the_rest():
+    others = [f"/robot/node{i}/overlay" for i in range(20)]
+    text = watchdog().explain([], [*others, "/front/image_rect"])
+    assert "Image topics that exist: /front/image_rect, /robot/node0/overlay," in text and " and 13 more." in text
+    assert "-r image:=/front/image_rect." in text

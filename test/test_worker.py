@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from waits import ceiling
 
 from dinov3_ros.worker import LatestFrameWorker, Rates, Rejected
 
@@ -22,8 +23,8 @@ def _conserved(stats) -> bool:
     return stats.received == stats.processed + stats.rejected + stats.dropped + stats.waiting + stats.busy
 
 
-def _wait_until(condition, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
+def _wait_until(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + ceiling(timeout)
     while time.monotonic() < deadline:
         if condition():
             return True

@@ -14,6 +14,7 @@ from dinov3_toolkit.training.train_head import DEFAULT_CACHE
 from dinov3_toolkit.training.trainer import AMP, SCHEDULES, TrainOptions
 
 from ..bag import STORAGES
+from ..topics import DEFAULT_NAMESPACE
 from ..messages import CLASS_ID_MODES, DISTROS
 from .common import EXIT_INTERRUPTED, EXIT_USAGE
 from .info import cmd_backbones, cmd_check, cmd_heads
@@ -57,7 +58,7 @@ def _bag_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--storage", default="mcap", choices=STORAGES, help="bag storage format (default %(default)s)")
     g.add_argument("--distro", default="jazzy", choices=DISTROS,
                    help="message definitions to record (both distros play the bag; default %(default)s)")
-    g.add_argument("--namespace", type=ros_namespace, default="/dinov3",
+    g.add_argument("--namespace", type=ros_namespace, default=DEFAULT_NAMESPACE,
                    help="namespace of the result topics (the node's; %(default)s)")
     g.add_argument("--class-id", default="name", choices=CLASS_ID_MODES, help="Detection2D class_id: name or index")
     g.add_argument("--head-overlays", action="store_true", help="also record each head's own overlay topic")
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="dinov3_demo",
                       help="output folder; an earlier demo's outputs there are replaced (default %(default)s)")
     _engine_options(demo, random_option=False)
-    demo.set_defaults(func=cmd_demo, storage="mcap", distro="jazzy", namespace="/dinov3", class_id="name",
+    demo.set_defaults(func=cmd_demo, storage="mcap", distro="jazzy", namespace=DEFAULT_NAMESPACE, class_id="name",
                       head_overlays=False, overwrite=True)
 
     heads = sub.add_parser("heads", help="the heads found: task, classes, layers, weights")

@@ -16,15 +16,16 @@ from dinov3_toolkit.backbone import WeightsNotFoundError
 from dinov3_toolkit.engine import Engine, FrameResult
 from dinov3_toolkit.errors import ConfigError
 from dinov3_toolkit.heads import HeadError
+from dinov3_toolkit.heads.loader import HEAD_UNWEIGHTED
 from dinov3_toolkit.offline.runner import RunSummary
 from dinov3_toolkit.offline.sources import SourceFrame
+from dinov3_toolkit.results import Detections
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "dinov3_toolkit" / "offline" / "samples"
 RVIZ_CONFIG = "config/dinov3.rviz"
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: killed by SIGINT, by convention
 RANDOM_HINT = ("To try the pipeline without weights, {}: everything without weights then runs on random ones, "
                "and every output says its results are meaningless.")
-HEAD_UNWEIGHTED = "weights file not found"  # the head loader's words for a head whose weights file is missing
 
 
 def sample_images() -> list[Path]:
@@ -141,6 +142,7 @@ class FrameReport:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.boxes: dict[str, int] = {}  # detection head -> boxes found over the run
         print(f"\n{'image':<16} {'original':>10} {'input':>10} {'pre ms':>7} {'backbone ms':>12} {'heads ms':>9}"
               "  results")
 
@@ -149,6 +151,9 @@ class FrameReport:
         height, width = frame.image_size
         in_h, in_w = self.engine.extractor.preprocess.input_size(height, width)
         results = "; ".join(f"{name}: {result_kinds.summary(result)}" for name, result in frame.results.items())
+        for name, result in frame.results.items():
+            if isinstance(result, Detections):
+                self.boxes[name] = self.boxes.get(name, 0) + len(result)
         results += "".join(f"; {name}: FAILED ({error})" for name, error in frame.errors.items())
         heads_ms = (t.total - t.preprocess - t.backbone) * 1e3
         tqdm.write(f"{item.name:<16} {width:>4}x{height:<5} {in_w:>4}x{in_h:<5} {t.preprocess * 1e3:>7.1f} "

@@ -105,10 +105,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bag = _bag_output(args, engine, out / "bag", overlay=True, head_overlays=True,
                           diagnostics=BagDiagnostics(engine, args.precision, args.namespace))
         outputs = [stack.enter_context(stop.closing(records)), stack.enter_context(stop.closing(bag))]
-        summary = run_frames(engine, source, [FrameReport(engine), *outputs], total=source.total,
+        report = FrameReport(engine)
+        summary = run_frames(engine, source, [report, *outputs], total=source.total,
                              notice=random_notice(engine), progress=False, stop=stop)
     status = finish(summary, outputs, engine)
     print(demo_guide(out, records, bag, combined_overlay=join_topic(args.namespace, OVERLAY)))
+    print(no_boxes_hint(engine, report.boxes, args))
     rviz = rviz_config()
     print(f"""
 View the bag:
@@ -118,6 +120,26 @@ View the bag:
         print(f"\n*** Reminder: {random_notice(engine)}. The outputs show the pipeline at work, not real results; "
               f"the records and the bag's metadata say so too. ***")
     return status
+
+
+def no_boxes_hint(engine: Engine, boxes: dict[str, int], args: argparse.Namespace) -> str:
+    """Why a detection head drew no box in the whole demo, and the command that draws them; '' if all drew.
+
+    On random weights every score stays far below the default threshold (a new classifier starts at its
+    prior, 0.01), so the demo's pictures have no boxes while the README's, drawn at threshold 0, have a dozen.
+    """
+    empty = [name for name, n in boxes.items() if n == 0]
+    if not empty:
+        return ""
+    name = empty[0]
+    threshold = engine.heads[name].params.get("score_threshold")
+    why = (f"{', '.join(empty)} found nothing scoring above its score_threshold ({threshold:g})"
+           if threshold is not None else f"{', '.join(empty)} found nothing")
+    if name in engine.random_weights or "backbone" in engine.random_weights:
+        why += ": on random weights every score stays far below it (a new classifier starts at its prior, 0.01)"
+    return (f"\nNo boxes in the overlays: {why}. To see them drawn (meaningless ones, as in the README's "
+            f"picture), run the demo again with --param {name}.score_threshold=0, e.g.\n"
+            f"  dinov3 demo --param {name}.score_threshold=0")
 
 
 def demo_guide(out: Path, records: RunOutput, bag: BagOutput, *, combined_overlay: str) -> str:

@@ -30,6 +30,8 @@ from .manifest import FOLDER_PREFIX, MANIFEST, HeadManifest, head_name, load_man
 from .training import HeadLoss
 
 log = logging.getLogger(__name__)
+# How a head whose weights file is missing fails; the CLI and the node add how to run anyway.
+HEAD_UNWEIGHTED = "weights file not found"
 
 # dinov3_toolkit/: its head_* folders run by default (the shipped ones and any dropped beside them).
 BUILTIN_DIR = Path(__file__).resolve().parents[1]
@@ -40,19 +42,23 @@ _TOOLKIT = __package__.rsplit(".", 1)[0]  # dinov3_toolkit
 _EXTERNAL_PACKAGE = "dinov3_heads"  # parent package of heads imported from outside dinov3_toolkit
 
 
+def search_folders(extra_dirs: Iterable[str | Path] = (), *, templates: bool = False) -> list[Path]:
+    """Where head folders are looked for, in order: dinov3_toolkit/ (the built-in heads and any dropped
+    beside them), each extra folder, then (if asked) the templates' (the node's start log lists them)."""
+    return [BUILTIN_DIR, *(Path(extra).expanduser().resolve() for extra in extra_dirs),
+            *([TEMPLATES_DIR] if templates else [])]
+
+
 def find_head_folders(extra_dirs: Iterable[str | Path] = (), *, templates: bool = False) -> list[Path]:
-    """Head folders in discovery order: the built-in ones, each extra folder's, then (if asked) the templates."""
-    folders = sorted(p for p in BUILTIN_DIR.glob(f"{FOLDER_PREFIX}*") if p.is_dir())
-    for extra in extra_dirs:
-        extra = Path(extra).expanduser().resolve()
-        if not extra.is_dir():
-            raise NotFound(f"head folder {extra} does not exist")
-        if (extra / MANIFEST).is_file():
-            folders.append(extra)
+    """Head folders in discovery order (``search_folders``); an extra folder is a head folder or holds them."""
+    folders = []
+    for where in search_folders(extra_dirs, templates=templates):
+        if not where.is_dir():
+            raise NotFound(f"head folder {where} does not exist")
+        if (where / MANIFEST).is_file():
+            folders.append(where)
         else:
-            folders += sorted(p for p in extra.glob(f"{FOLDER_PREFIX}*") if p.is_dir())
-    if templates:
-        folders += sorted(p for p in TEMPLATES_DIR.glob(f"{FOLDER_PREFIX}*") if p.is_dir())
+            folders += sorted(p for p in where.glob(f"{FOLDER_PREFIX}*") if p.is_dir())
     return folders
 
 
@@ -264,4 +270,4 @@ def _find_weights(manifest: HeadManifest, override: str | Path | None, random_we
         return None
     readme = manifest.weights.parent / "README.md"
     where = f"; {readme} says where to get it" if readme.is_file() else ""
-    raise HeadError(manifest.name, manifest.weights, f"weights file not found (looked for {looked}){where}")
+    raise HeadError(manifest.name, manifest.weights, f"{HEAD_UNWEIGHTED} (looked for {looked}){where}")
