@@ -1,4 +1,4 @@
-"""Write the README's screenshots, docs/images/*.png, from a bundled sample photo: run `make screenshots`.
+"""The screenshots of the README and docs/heads.md, docs/images/*.png, from a bundled photo: `make screenshots`.
 
     demo_overlay.png          the composite overlay: segmentation and boxes over the photo, the depth panel beside
     segmentation_legend.png   the segmentation overlay, whose legend names every class present with its colour

@@ -11,11 +11,13 @@ import argparse
 import contextlib
 import functools
 import io
+import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,18 +41,44 @@ def _ids(blocks: list[ShellBlock]) -> list[str]:
     return [b.id for b in blocks]
 
 
+@pytest.fixture(scope="module")
+def run_block(tmp_path_factory):
+    """Run a block once per module (a later test may look at what it wrote): its output and its folder."""
+    done: dict[str, tuple[subprocess.CompletedProcess, Path]] = {}
+
+    def run(block: ShellBlock) -> tuple[subprocess.CompletedProcess, Path]:
+        if block.id not in done:
+            folder = tmp_path_factory.mktemp("block")
+            home, work = folder / "home", folder / "work"
+            home.mkdir()
+            work.mkdir()
+            env = {k: v for k, v in os.environ.items() if k not in WEIGHT_PLACES}
+            env.update(HOME=str(home), PATH=os.pathsep.join([VENV_BIN, env.get("PATH", "")]))
+            done[block.id] = (subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=work, env=env,
+                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                             timeout=TIMEOUT_S), work)
+        return done[block.id]
+    return run
+
+
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.runnable], ids=_ids([b for b in BLOCKS if b.runnable]))
-def test_runnable_block(block, tmp_path):
+def test_runnable_block(block, run_block):
     """The block, as written, in a fresh folder, with no weights to be found: it must exit 0."""
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in WEIGHT_PLACES}
-    env.update(HOME=str(home), PATH=os.pathsep.join([VENV_BIN, env.get("PATH", "")]))
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=work, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT_S)
+    result, _ = run_block(block)
     assert result.returncode == 0, (f"{block.id} exited with {result.returncode}:\n{block.text}"
                                     f"--- output ---\n{result.stdout}")
+
+
+def test_the_training_example_learns_what_its_page_says(run_block):
+    """docs/training.md's first block trains a detector that visibly works: map50 well above an untrained
+    head's (near 0) on the scenes it held out, without a warning about too few of them."""
+    block = next(b for b in BLOCKS if b.runnable and b.page.name == "training.md")
+    result, work = run_block(block)
+    assert result.returncode == 0, result.stdout
+    metrics = json.loads((work / "heads" / "head_shapes" / "report" / "metrics.json").read_text())
+    assert metrics["images"] == 13 and metrics["map50"] >= 0.5, metrics  # the page says: near 0.9
+    assert not re.search(r"only \d+ validation image", result.stdout)  # FEW_VAL_IMAGES: 13 are enough
+    assert "map50 0.9" in " ".join(prose(block.page).split())
 
 
 def test_every_runnable_mark_is_on_a_bash_block():

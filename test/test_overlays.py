@@ -9,7 +9,8 @@ import pytest
 
 from dinov3_toolkit import depth_drawing, result_kinds
 from dinov3_toolkit.depth_drawing import depth_bar, draw_depth
-from dinov3_toolkit.drawing import add_banner, draw_detections, draw_segmentation, legend, palette, place_labels
+from dinov3_toolkit.drawing import (add_banner, caption_box, draw_detections, draw_segmentation, legend, palette,
+                                    place_labels)
 from dinov3_toolkit.overlays import composite, draw_overlays
 from dinov3_toolkit.result_kinds import ResultKind
 from dinov3_toolkit.results import DepthMap, Detections, SemanticLabels
@@ -503,3 +504,27 @@ def test_composite_layout():
     np.testing.assert_array_equal(warned[warned.shape[0] - H:], composite(image, {"depth": depth}))
     np.testing.assert_array_equal(warned[1, 2 * W - 2], [200, 0, 0])  # banner spans the whole composite
     np.testing.assert_array_equal(composite(image, {}, notice="x")[1, -2], [200, 0, 0])
+
+
+def test_a_detection_label_keeps_off_the_segmentation_s_class_name_in_a_composite():
+    # A band of class 7 just above a box: the band's name sits where the box's label would go first.
+    lab = np.zeros((H, W), np.uint8)
+    lab[30:56, 200:520] = 7
+    seg, det = SemanticLabels(lab, NAMES), _dets([[220, 60, 480, 200]], [3], [0.9])
+    heads = "seg + det"
+    taken = [caption_box((H, W, 3), heads)]
+    seg_only = draw_segmentation(_grey(), seg, taken=taken)
+    names = [rect for rect in taken[1:] if rect[0] > 150]  # the band's name (the legend is at the left edge)
+    assert names, taken
+    both = composite(_grey(), {"seg": seg, "det": det})
+    for x, y, w, h in names:
+        np.testing.assert_array_equal(both[y:y + h, x:x + w], seg_only[y:y + h, x:x + w])  # nothing drawn over it
+    spot = place_labels(det, (H, W, 3), taken)[0]
+    assert spot is not None and spot[1] >= 60  # the label moved inside the box's top edge
+
+
+def test_the_depth_bar_covers_little_of_a_small_panel():
+    black = draw_depth(DepthMap(np.zeros((240, 320), np.float32), "m", "metric"), vmin=0.5, vmax=12.0)
+    ys, xs = np.nonzero(black.any(axis=-1))  # only the bar is drawn on an all-invalid map
+    share = (np.ptp(ys) + 1) * (np.ptp(xs) + 1) / (240 * 320)
+    assert share <= depth_drawing._BAR_SHARE * 1.2, share  # its text shrinks, down to a readable floor

@@ -9,6 +9,7 @@ two processes under torchrun train as one does; the folder written is what
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -17,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -26,12 +28,13 @@ from dinov3_toolkit.backbone import create_backbone, save_backbone
 from dinov3_toolkit.checkpoint import save_state_dict
 from dinov3_toolkit.heads import load_manifest
 from dinov3_toolkit.errors import ConfigError
-from dinov3_toolkit.heads.loader import import_head_class
+from dinov3_toolkit.heads.loader import find_head_folders, import_head_class
 from dinov3_toolkit.results import DepthMeaning
 from dinov3_toolkit.training.batches import Items
 from dinov3_toolkit.training.cache import FeatureCache
 from dinov3_toolkit.training.data import check_samples, load_dataset
 from dinov3_toolkit.training.data.synthetic import make_synthetic
+from dinov3_toolkit.training.head_folder import trained_description
 from dinov3_toolkit.training.train_head import TrainRequest, train_head
 from dinov3_toolkit.training.trainer import TrainOptions
 
@@ -134,14 +137,27 @@ def test_the_folder_holds_everything_the_node_needs(trained):
     assert manifest.provenance["backbone_weights"] == "RANDOM" and len(manifest.provenance["weights_sha256"]) == 64
     assert manifest.provenance["metrics"]["map50"] >= 0.9 and manifest.loss == ("loss", "FCOSLoss")
     assert manifest.args["in_channels"] == 384  # the backbone's width, not the template's
+    assert "3 classes (square, disc, triangle)" in manifest.description  # what it learned, not the template's
+    assert "COCO" not in manifest.description and "trained by dinov3 train on" in manifest.description
     for name in ("model.py", "loss.py", "weights/model.pth", "report/metrics.json", "report/train_log.jsonl",
                  "report/curves.png", "report/precision_recall.png", "checkpoints/last.pt"):
         assert (folder / name).is_file(), name
-    assert list((folder / "report").glob("val_*.jpg"))
+    pictures = sorted((folder / "report").glob("val_*.jpg"))
+    assert pictures and cv2.imread(str(pictures[0])).shape == (96, 2 * 128, 3)  # the ground truth, the prediction
     assert list((folder / "report" / "tensorboard").glob("events.out.tfevents.*"))  # tensorboard is a test extra
     # A trained depth head learned the data's metres, whatever its template claimed (the built-in: relative).
     assert load_manifest(trained["depth"]).depth == DepthMeaning("m", "metric")
     assert load_manifest(folder).depth is None  # only depth heads state a depth meaning
+
+
+@pytest.mark.parametrize("template", find_head_folders(templates=True), ids=lambda folder: folder.name)
+def test_a_trained_description_names_its_own_classes_and_keeps_the_template_s_architecture(template):
+    manifest = load_manifest(template)
+    names = [f"thing{i}" for i in range(7)]
+    text = trained_description(manifest, names, "shapes/")
+    assert "7 classes (thing0, thing1, thing2, thing3, thing4, ...)" in text and text.endswith(" on shapes/")
+    assert not re.search(r"\b(80|133|20) (COCO|Pascal|classes)", text) and "undocumented" not in text, text
+    assert text.startswith(manifest.description.split(",")[0].split(" (")[0]), text  # the architecture stays
 
 
 def test_dinov3_run_loads_the_folder_and_finds_what_eval_scored(trained, synth, tmp_path, capsys):
@@ -162,7 +178,7 @@ def test_dinov3_run_loads_the_folder_and_finds_what_eval_scored(trained, synth, 
         assert got["score"] == pytest.approx(want["score"], abs=1e-5)
 
 
-def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(synth, cache, tmp_path):
+def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(synth, cache, tmp_path, caplog):
     options = TrainOptions(epochs=3, batch=2, lr=1e-3, schedule="recipe", augment=0.5, augment_epochs=2,
                            workers=0, seed=3)
 
@@ -171,7 +187,10 @@ def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(synth, cac
                             head_args={"fpn_channels": 16, "num_convs": 1}, backbone="vits16", random_weights=True,
                             device="cpu", size=SIZE["detection"], cache_dir=cache, resume=resume, progress=False)
 
-    whole = train_head(request(tmp_path / "head_whole"), options)
+    with caplog.at_level(logging.WARNING, logger="dinov3_toolkit.training.train_head"):
+        whole = train_head(request(tmp_path / "head_whole"), options)
+    # 0.25 of 8 images: a validation set too small to judge by, said with what to do about it
+    assert "only 2 validation images" in caplog.text and "only 8 images: give a separate --val-data" in caplog.text
     steps = iter(range(10**6))
     stopped = train_head(request(tmp_path / "head_parts"), options, stop=lambda: next(steps) == 4)  # mid-epoch 2
     assert stopped.outcome.stopped and len(stopped.outcome.history) == 1

@@ -14,6 +14,7 @@ head's: discovery keeps the first head of a name, and the built-in one would win
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -75,7 +76,7 @@ def write_head_folder(
         else:
             shutil.copy2(item, target)
     manifest: dict[str, Any] = {
-        "description": f"{template.description} - trained by dinov3 train on {provenance.get('data', 'own data')}",
+        "description": trained_description(template, class_names, provenance.get("data", "own data")),
         "task": template.task,
         "model": f"{template.module}.{template.class_name}",
         "args": dict(args),
@@ -100,6 +101,33 @@ def write_head_folder(
     save_state_dict(state_dict, folder / WEIGHTS)
     text = yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True)
     (folder / MANIFEST).write_text(f"# Written by dinov3 train; provenance says from what.\n{text}", encoding="utf-8")
+
+
+def trained_description(template: HeadManifest, class_names: Sequence[str], data: str) -> str:
+    """The template's description with what the training changed: its classes, and depth in metres.
+
+    A template says what it was made for ("..., COCO 80 classes"); a head trained on three classes
+    that still says so misleads whoever reads ``dinov3 heads`` or the node's start log.
+    """
+    kept = [part for part in _top_level_parts(template.description) if not re.search(r"\bclasses\b", part)]
+    if template.task == "depth":  # the data's depth is in metres (training/data/folders.py)
+        kept = [re.sub(r";?\s*units undocumented", "", part) for part in kept] + ["metric depth in metres"]
+    if class_names:
+        shown = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+        kept.append(f"{len(class_names)} classes ({shown})")
+    return f"{', '.join(kept)} - trained by dinov3 train on {data}"
+
+
+def _top_level_parts(text: str) -> list[str]:
+    """Split on the commas outside parentheses: "FCOS (a, b), COCO" -> ["FCOS (a, b)", "COCO"]."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [part for part in parts if part]
 
 
 def _param_entry(spec: Any) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 import torch
 
-from .. import result_kinds
 from ..backbone import get_backbone_spec
 from ..backbone.features import resolve_layer_indices
 from ..config import DEFAULTS
@@ -36,11 +35,13 @@ from .data import Dataset, check_samples, load_dataset, read_image
 from .distributed import Processes, join, leave
 from .evaluate import Meter, make_meter, scores
 from .head_folder import check_output, write_head_folder
+from .pictures import truth_beside_prediction
 from .trainer import Trainer, TrainOptions, TrainOutcome, TrainSetup
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path("~/.cache/dinov3_ros/features")
+FEW_VAL_IMAGES = 10  # below this one image moves the metric by over 10%, and the best epoch is picked by it
 
 
 @dataclass
@@ -120,6 +121,9 @@ def _train(request: TrainRequest, options: TrainOptions, stop: Callable[[], bool
     train_sizes, val_sizes = check_samples(train), check_samples(val)
     log.info("data: %d training and %d validation images, %d classes (%s)", len(train), len(val),
              len(train.class_names), ", ".join(train.class_names[:8]) + (", ..." if len(train.class_names) > 8 else ""))
+    if processes.main and len(val) < FEW_VAL_IMAGES:
+        log.warning("only %d validation image%s: the metric and the best epoch it picks say little; %s", len(val),
+                    "" if len(val) == 1 else "s", _more_validation(request, len(train) + len(val)))
 
     spec = get_backbone_spec(request.backbone)
     backbone, random_backbone = open_backbone(spec.name, request.backbone_weights,
@@ -191,6 +195,16 @@ def _datasets(request: TrainRequest, task: str, seed: int) -> tuple[Dataset, Dat
     return data, val
 
 
+def _more_validation(request: TrainRequest, images: int) -> str:
+    """How to validate on more images, with numbers for this data set."""
+    if request.val_data is not None:
+        return f"add images to --val-data {request.val_data}"
+    if images < 2 * FEW_VAL_IMAGES:  # holding out more would leave too little to train on
+        return f"the data has only {images} images: give a separate --val-data set"
+    fraction = FEW_VAL_IMAGES / images
+    return f"hold out more with --val-fraction {fraction:.2g} (now {request.val_fraction:g}), or give a --val-data set"
+
+
 def _build_head(template: HeadManifest, class_names: tuple[str, ...], args: Mapping[str, Any], seed: int) -> Any:
     cls = import_head_class(template)
     torch.manual_seed(seed)  # the head's initial weights are part of the run's seed
@@ -240,12 +254,12 @@ def _build_loss(template: HeadManifest, cls: type, model: Any, loss_args: Mappin
 def _write_report(report: Path, metrics: dict[str, Any], meter: Meter | None, outcome: TrainOutcome, val: Dataset,
                   kept: list[tuple[int, Any]]) -> None:
     """metrics.json, the training curves and, after a whole run, the metric's plots and the first validation
-    images drawn."""
+    images drawn, the ground truth beside the prediction."""
     report.mkdir(parents=True, exist_ok=True)
     (report / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False) + "\n")
     for index, result in kept:
         sample = val.samples[index]
-        drawn = result_kinds.draw(read_image(sample.image), result)
+        drawn = truth_beside_prediction(read_image(sample.image), sample.load_target(), result, val.class_names)
         cv2.imwrite(str(report / f"val_{Path(sample.name).stem}.jpg"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     try:
         plots.training_curves(report / "curves.png", outcome.history, list(scores(metrics)))
