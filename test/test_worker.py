@@ -43,7 +43,7 @@ class Gate:
     def __call__(self, item: int) -> None:
         self.seen.append(item)
         self.entered.set()
-        if not self.release.wait(5.0):
+        if not self.release.wait(ceiling(5.0)):
             raise TimeoutError("test gate never released")
 
 
@@ -69,7 +69,7 @@ def test_fast_producer_leaves_at_most_one_waiting_and_latency_bounded():
         snapshots.append(worker.stats())
         i += 1
         time.sleep(PERIOD_S)
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
     final = worker.stats()
 
     assert all(s.waiting <= 1 and s.busy <= 1 for s in snapshots)
@@ -92,14 +92,14 @@ def test_fast_producer_leaves_at_most_one_waiting_and_latency_bounded():
 def test_the_newest_item_is_processed_next_and_older_ones_dropped(gated):
     worker, gate = gated
     worker.submit(0)
-    assert gate.entered.wait(2.0)
+    assert gate.entered.wait(ceiling(2.0))
     for i in range(1, 6):
         worker.submit(i)
         stats = worker.stats()
         assert stats.waiting == 1 and stats.busy == 1 and stats.dropped == i - 1
     gate.entered.clear()
     gate.release.set()
-    assert gate.entered.wait(2.0)
+    assert gate.entered.wait(ceiling(2.0))
     assert _wait_until(lambda: worker.stats().processed == 2)
     assert gate.seen == [0, 5]
     assert worker.stats().dropped == 4
@@ -110,7 +110,7 @@ def test_latency_counts_from_received_at():
     worker.start()
     worker.submit("frame", received_at=time.monotonic() - 0.5)
     assert _wait_until(lambda: worker.stats().processed == 1)
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
     (latency,) = worker.stats().latencies
     assert 0.5 <= latency < 5.0
 
@@ -118,17 +118,17 @@ def test_latency_counts_from_received_at():
 def test_stop_returns_promptly_while_process_runs_then_finishes(gated):
     worker, gate = gated
     worker.submit(0)
-    assert gate.entered.wait(2.0)
+    assert gate.entered.wait(ceiling(2.0))
     worker.submit(1)  # waiting behind the running item: stop() drops it
 
     t0 = time.monotonic()
     assert worker.stop(timeout=0.05) is False, "the thread is still inside process()"
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < ceiling(1.0)  # promptly: not the gate's whole wait
     with pytest.raises(RuntimeError, match="still inside process"):
         worker.start()
 
     gate.release.set()
-    assert worker.stop(timeout=2.0) is True
+    assert worker.stop(timeout=ceiling(2.0)) is True
     assert worker.stop(timeout=0.0) is True, "stop() is idempotent"
     stats = worker.stats()
     assert gate.seen == [0]
@@ -145,12 +145,12 @@ def test_stop_before_start_and_restart_after_stop():
     worker.start()
     worker.submit(1)
     assert _wait_until(lambda: seen == [1])
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
     worker.start()
     worker.start()  # already running: no second thread
     worker.submit(2)
     assert _wait_until(lambda: seen == [1, 2])
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
     assert worker.stats().processed == 2
 
 
@@ -168,7 +168,7 @@ def test_errors_are_counted_reported_and_the_thread_keeps_going():
     for i in range(6):
         worker.submit(i)
         assert _wait_until(lambda: worker.stats().processed == i + 1)
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
     stats = worker.stats()
     assert seen == list(range(6))
     assert (stats.processed, stats.errors, stats.dropped) == (6, 3, 0)
@@ -189,7 +189,7 @@ def test_rejected_items_are_counted_apart_from_processed_ones_and_out_of_rates_a
     for i in range(4):
         worker.submit(i)
         assert _wait_until(lambda: worker.stats().rejected + worker.stats().processed == i + 1)
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
     stats = worker.stats()
     assert (stats.received, stats.processed, stats.rejected, stats.errors, stats.dropped) == (4, 1, 3, 0, 0)
     assert _conserved(stats)
@@ -214,7 +214,7 @@ def test_a_failing_error_handler_does_not_end_the_thread(caplog):
     assert _wait_until(lambda: worker.stats().processed == 1)
     worker.submit(1)
     assert _wait_until(lambda: worker.stats().processed == 2)
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
     assert worker.stats().errors == 1
     assert "on_error failed" in caplog.text
 
@@ -224,14 +224,14 @@ def test_default_error_handler_logs(caplog):
     worker.start()
     worker.submit(0)
     assert _wait_until(lambda: worker.stats().errors == 1)
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
     assert "processing a frame failed" in caplog.text and "ZeroDivisionError" in caplog.text
 
 
 def test_pause_returns_promptly_drops_the_waiting_item_and_resume_continues(gated):
     worker, gate = gated
     worker.submit(0)
-    assert gate.entered.wait(2.0)
+    assert gate.entered.wait(ceiling(2.0))
     worker.submit(1)  # waiting while 0 runs
 
     t0 = time.monotonic()
@@ -251,14 +251,14 @@ def test_pause_returns_promptly_drops_the_waiting_item_and_resume_continues(gate
 
     worker.resume()
     worker.submit(3)
-    assert gate.entered.wait(2.0)
+    assert gate.entered.wait(ceiling(2.0))
     assert _wait_until(lambda: worker.stats().processed == 2)
     assert gate.seen == [0, 3]
 
 
 def test_rates_measure_input_and_output():
     t0 = time.monotonic()
-    worker = LatestFrameWorker(lambda item: time.sleep(0.01), rate_window_s=10.0)
+    worker = LatestFrameWorker(lambda item: time.sleep(0.05), rate_window_s=10.0)  # 10x the input period
     assert worker.rates() == Rates(0.0, 0.0)
     worker.start()
     t1 = time.monotonic()
@@ -266,7 +266,7 @@ def test_rates_measure_input_and_output():
         worker.submit(i)
         time.sleep(0.005)
     t2 = time.monotonic()
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
     rates = worker.rates()
     elapsed = time.monotonic() - t0
     stats = worker.stats()
@@ -285,7 +285,7 @@ def test_rates_forget_frames_older_than_the_window():
     assert worker.rates().input_fps > 0
     time.sleep(0.15)
     assert worker.rates() == Rates(0.0, 0.0)
-    assert worker.stop(timeout=2.0)
+    assert worker.stop(timeout=ceiling(2.0))
 
 
 @pytest.mark.parametrize("kwargs", [{"latency_window": 0}, {"rate_window_s": 0.0}, {"rate_window_s": float("nan")}])
